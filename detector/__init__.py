@@ -1,0 +1,1 @@
+"""Faster R-CNN / Mask R-CNN models, data, training and evaluation (built on ops)."""

@@ -1,0 +1,96 @@
+"""Builds and loads the C++/CUDA kernels on first use.
+
+The sources are compiled once with ``torch.utils.cpp_extension.load`` (ninja)
+into torch's extension cache (``TORCH_EXTENSIONS_DIR``, by default
+``~/.cache/torch_extensions``) and rebuilt only when a source or a flag
+changes. The CUDA kernels are compiled in when a GPU and a CUDA compiler are
+both present; every machine gets the CPU kernels.
+
+Environment:
+    ROI_OPS_CUDA=0|1   force the CUDA kernels off / on (default: automatic)
+    ROI_OPS_VERBOSE=1  show the compiler's output
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import torch
+
+_CSRC = Path(__file__).resolve().parent / "csrc"
+_LOCK = threading.Lock()
+_loaded = False
+_with_cuda = False
+
+log = logging.getLogger(__name__)
+
+
+def cpu_sources() -> list[Path]:
+    return [_CSRC / "ops.cpp", _CSRC / "checks.cpp", *sorted((_CSRC / "cpu").glob("*.cpp"))]
+
+
+def cuda_sources() -> list[Path]:
+    return sorted((_CSRC / "cuda").glob("*.cu"))
+
+
+def cxx_flags() -> list[str]:
+    # -fopenmp: at::parallel_for is inlined into the extension; without it the
+    # kernels would run on one thread.
+    return ["-O3", "-fopenmp"]
+
+
+def nvcc_flags() -> list[str]:
+    return ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+
+
+def _cuda_wanted() -> bool:
+    choice = os.environ.get("ROI_OPS_CUDA", "").strip()
+    if choice not in ("", "0", "1"):
+        raise ValueError(f"ROI_OPS_CUDA must be 0, 1 or unset, got {choice!r}")
+    if choice == "0" or torch.version.cuda is None:
+        if choice == "1":
+            raise RuntimeError("ROI_OPS_CUDA=1 but this torch build has no CUDA support")
+        return False
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if choice == "1":
+        if CUDA_HOME is None:
+            raise RuntimeError("ROI_OPS_CUDA=1 but no CUDA toolkit was found (set CUDA_HOME)")
+        return True
+    if not torch.cuda.is_available():
+        return False
+    if CUDA_HOME is None:
+        log.warning("roi_ops: a GPU is present but no CUDA toolkit was found (set CUDA_HOME); "
+                    "building the CPU kernels only")
+        return False
+    return True
+
+
+def load() -> bool:
+    """Compiles (first time) and loads the kernels; returns whether CUDA is in."""
+    global _loaded, _with_cuda
+    with _LOCK:
+        if _loaded:
+            return _with_cuda
+        from torch.utils.cpp_extension import load as load_extension
+
+        with_cuda = _cuda_wanted()
+        sources = cpu_sources() + (cuda_sources() if with_cuda else [])
+        verbose = os.environ.get("ROI_OPS_VERBOSE", "") == "1"
+        log.info("roi_ops: loading the %s kernels (compiled on first use, then cached)",
+                 "CPU and CUDA" if with_cuda else "CPU")
+        load_extension(
+            name="roi_ops_cuda" if with_cuda else "roi_ops_cpu",
+            sources=[str(s) for s in sources],
+            extra_cflags=cxx_flags() + (["-DROI_OPS_WITH_CUDA"] if with_cuda else []),
+            extra_cuda_cflags=nvcc_flags(),
+            extra_ldflags=["-fopenmp"],
+            with_cuda=with_cuda,
+            is_python_module=False,
+            verbose=verbose,
+        )
+        _loaded, _with_cuda = True, with_cuda
+        return with_cuda

@@ -1,0 +1,126 @@
+"""Loads the kernels and registers what torch.library adds to them: fake
+(meta) kernels, so the ops trace under torch.compile, and autograd formulas.
+
+Gradients flow to the feature map only, never to the box coordinates.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _build
+
+_build.load()
+
+_ops = torch.ops.roi_ops
+
+# Box placement codes of _bilinear_backward (see csrc/roi_geometry.h).
+ALIGN_LEGACY, ALIGN_HALF_PIXEL, WARP = 0, 1, 2
+
+
+def _deterministic(t: torch.Tensor) -> bool:
+    # CPU backward kernels never race; the CUDA ones gather instead of using
+    # atomics when determinism is asked for.
+    return t.is_cuda and torch.are_deterministic_algorithms_enabled()
+
+
+def _output_like(input, rois, pooled_height, pooled_width):
+    torch._check(input.dim() == 4, lambda: "input must be 4-D")
+    torch._check(rois.dim() == 2 and rois.shape[1] == 5, lambda: "rois must be [K, 5]")
+    return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
+
+
+@torch.library.register_fake("roi_ops::roi_align")
+def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width,
+                    sampling_ratio, aligned, max_mode):
+    return _output_like(input, rois, pooled_height, pooled_width)
+
+
+@torch.library.register_fake("roi_ops::roi_warp")
+def _roi_warp_fake(input, rois, spatial_scale, pooled_height, pooled_width,
+                   sampling_ratio, max_mode):
+    return _output_like(input, rois, pooled_height, pooled_width)
+
+
+@torch.library.register_fake("roi_ops::roi_pool")
+def _roi_pool_fake(input, rois, spatial_scale, pooled_height, pooled_width):
+    output = _output_like(input, rois, pooled_height, pooled_width)
+    return output, torch.empty_like(output, dtype=torch.int32)
+
+
+@torch.library.register_fake("roi_ops::_bilinear_backward")
+def _bilinear_backward_fake(grad, rois, input, spatial_scale, batch_size, channels,
+                            height, width, sampling_ratio, box_mode, max_mode,
+                            deterministic):
+    return grad.new_empty((batch_size, channels, height, width))
+
+
+@torch.library.register_fake("roi_ops::_roi_pool_backward")
+def _roi_pool_backward_fake(grad, rois, argmax, spatial_scale, batch_size, channels,
+                            height, width, deterministic):
+    return grad.new_empty((batch_size, channels, height, width))
+
+
+def _save_bilinear(ctx, input, rois, spatial_scale, sampling_ratio, box_mode, max_mode):
+    ctx.save_for_backward(rois, input if max_mode else None)
+    ctx.input_shape = input.shape
+    ctx.args = (spatial_scale, sampling_ratio, box_mode, max_mode)
+
+
+def _bilinear_grad(ctx, grad):
+    rois, input = ctx.saved_tensors
+    spatial_scale, sampling_ratio, box_mode, max_mode = ctx.args
+    n, c, h, w = ctx.input_shape
+    grad_input = _ops._bilinear_backward(
+        grad, rois, input, spatial_scale, n, c, h, w, sampling_ratio, box_mode,
+        max_mode, _deterministic(grad))
+    return grad_input
+
+
+def _roi_align_setup(ctx, inputs, output):
+    input, rois, spatial_scale, _, _, sampling_ratio, aligned, max_mode = inputs
+    box_mode = ALIGN_HALF_PIXEL if aligned else ALIGN_LEGACY
+    _save_bilinear(ctx, input, rois, spatial_scale, sampling_ratio, box_mode, max_mode)
+
+
+def _roi_align_backward(ctx, grad):
+    return _bilinear_grad(ctx, grad), None, None, None, None, None, None, None
+
+
+def _roi_warp_setup(ctx, inputs, output):
+    input, rois, spatial_scale, _, _, sampling_ratio, max_mode = inputs
+    _save_bilinear(ctx, input, rois, spatial_scale, sampling_ratio, WARP, max_mode)
+
+
+def _roi_warp_backward(ctx, grad):
+    return _bilinear_grad(ctx, grad), None, None, None, None, None, None
+
+
+def _roi_pool_setup(ctx, inputs, output):
+    input, rois, spatial_scale, _, _ = inputs
+    _, argmax = output
+    ctx.mark_non_differentiable(argmax)
+    ctx.save_for_backward(rois, argmax)
+    ctx.input_shape = input.shape
+    ctx.spatial_scale = spatial_scale
+
+
+def _roi_pool_backward(ctx, grad, _grad_argmax):
+    rois, argmax = ctx.saved_tensors
+    n, c, h, w = ctx.input_shape
+    grad_input = _ops._roi_pool_backward(
+        grad, rois, argmax, ctx.spatial_scale, n, c, h, w, _deterministic(grad))
+    return grad_input, None, None, None, None
+
+
+torch.library.register_autograd(
+    "roi_ops::roi_align", _roi_align_backward, setup_context=_roi_align_setup)
+torch.library.register_autograd(
+    "roi_ops::roi_warp", _roi_warp_backward, setup_context=_roi_warp_setup)
+torch.library.register_autograd(
+    "roi_ops::roi_pool", _roi_pool_backward, setup_context=_roi_pool_setup)
+
+
+def has_cuda_kernels() -> bool:
+    """Whether the loaded library includes the CUDA kernels."""
+    return _build.load()

@@ -1,0 +1,27 @@
+// Argument checks shared by the CPU and CUDA entry points. The Python API
+// checks the same things first with friendlier names; these keep direct
+// callers of torch.ops.roi_ops.* from crashing or reading out of bounds.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace roi_ops {
+
+// Type of the box coordinates and of accumulation for an input dtype:
+// double for double, float for float, half and bfloat16.
+at::ScalarType acc_type_for(at::ScalarType input_type);
+
+// Shapes, dtypes, devices and sizes of a forward call.
+void check_forward_args(
+    const char* op,
+    const at::Tensor& input,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_h,
+    int64_t pooled_w);
+
+// Every box row: finite coordinates and an integral batch index in
+// [0, batch_size). Costs one device synchronisation on CUDA.
+void check_box_values(const char* op, const at::Tensor& rois, int64_t batch_size);
+
+} // namespace roi_ops

@@ -1,0 +1,244 @@
+// Geometry shared by the CPU and CUDA kernels: where a box lies on the feature
+// grid, how it is split into bins, where the sample points of a bin are and
+// which feature cells they read. Every function here is host-device, so both
+// backends compute bit-identical coordinates and weights.
+//
+// The arithmetic follows torchvision's kernels operation by operation (same
+// products, same casts), which is what makes the float results agree with
+// torchvision to rounding.
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace roi_ops {
+
+// How a bilinear op places a box on the feature grid.
+enum BoxMode : int64_t {
+  // roi_align(aligned=False): corners scaled, size forced to at least 1 cell.
+  kAlignLegacy = 0,
+  // roi_align(aligned=True): corners scaled and shifted by half a cell.
+  kAlignHalfPixel = 1,
+  // roi_warp: corners scaled and rounded to cells (as roi_pool does), then
+  // sampled as kAlignLegacy.
+  kWarp = 2,
+};
+
+// A box on the feature grid, split into bins of grid_h x grid_w samples.
+template <typename T>
+struct BilinearBox {
+  int64_t batch;
+  T start_h, start_w;  // top-left corner in feature cells
+  T bin_h, bin_w;      // bin size in feature cells
+  int grid_h, grid_w;  // sample points per bin along each axis
+  T count;             // divisor of the average: max(grid_h * grid_w, 1)
+};
+
+template <typename T>
+C10_HOST_DEVICE inline BilinearBox<T> make_bilinear_box(
+    const T* roi,
+    T spatial_scale,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t sampling_ratio,
+    int64_t box_mode) {
+  BilinearBox<T> b;
+  b.batch = static_cast<int64_t>(roi[0]);
+  T x1 = roi[1] * spatial_scale;
+  T y1 = roi[2] * spatial_scale;
+  T x2 = roi[3] * spatial_scale;
+  T y2 = roi[4] * spatial_scale;
+  if (box_mode == kWarp) {
+    x1 = round(x1);
+    y1 = round(y1);
+    x2 = round(x2);
+    y2 = round(y2);
+  }
+  const T offset = box_mode == kAlignHalfPixel ? T(0.5) : T(0);
+  b.start_w = x1 - offset;
+  b.start_h = y1 - offset;
+  T roi_w = (x2 - offset) - b.start_w;
+  T roi_h = (y2 - offset) - b.start_h;
+  if (box_mode != kAlignHalfPixel) {
+    roi_w = roi_w > T(1) ? roi_w : T(1);
+    roi_h = roi_h > T(1) ? roi_h : T(1);
+  }
+  b.bin_h = roi_h / static_cast<T>(pooled_h);
+  b.bin_w = roi_w / static_cast<T>(pooled_w);
+  b.grid_h = sampling_ratio > 0
+      ? static_cast<int>(sampling_ratio)
+      : static_cast<int>(ceil(roi_h / static_cast<T>(pooled_h)));
+  b.grid_w = sampling_ratio > 0
+      ? static_cast<int>(sampling_ratio)
+      : static_cast<int>(ceil(roi_w / static_cast<T>(pooled_w)));
+  const int n = b.grid_h * b.grid_w;
+  b.count = static_cast<T>(n > 1 ? n : 1);
+  return b;
+}
+
+// Coordinate of sample i (of `grid`) in bin p, along one axis.
+template <typename T>
+C10_HOST_DEVICE inline T sample_coord(T start, T bin, int p, int i, int grid) {
+  return start + p * bin +
+      static_cast<T>(i + .5f) * bin / static_cast<T>(grid);
+}
+
+// The two cells a sample reads along one axis, with their weights. A sample
+// further than one cell outside the map reads nothing (valid = false); one
+// within a cell of the border is clamped onto it.
+template <typename T>
+struct AxisSample {
+  int low, high;
+  T w_low, w_high;
+  bool valid;
+};
+
+template <typename T>
+C10_HOST_DEVICE inline AxisSample<T> axis_sample(T v, int64_t size) {
+  AxisSample<T> a;
+  // Written as !(in range) so that NaN takes this branch.
+  if (!(v >= T(-1) && v <= static_cast<T>(size))) {
+    a.low = a.high = 0;
+    a.w_low = a.w_high = T(0);
+    a.valid = false;
+    return a;
+  }
+  if (v <= T(0)) {
+    v = T(0);
+  }
+  a.low = static_cast<int>(v);
+  if (a.low >= size - 1) {
+    a.low = a.high = static_cast<int>(size - 1);
+    v = static_cast<T>(a.low);
+  } else {
+    a.high = a.low + 1;
+  }
+  a.w_high = v - static_cast<T>(a.low);
+  a.w_low = T(1) - a.w_high;
+  a.valid = true;
+  return a;
+}
+
+// Bilinear value of one sample on a [H, W] plane (zero when invalid).
+template <typename scalar_t, typename T>
+C10_HOST_DEVICE inline T bilinear_value(
+    const scalar_t* plane,
+    int64_t width,
+    const AxisSample<T>& ay,
+    const AxisSample<T>& ax) {
+  if (!(ay.valid && ax.valid)) {
+    return T(0);
+  }
+  const scalar_t* lo = plane + ay.low * width;
+  const scalar_t* hi = plane + ay.high * width;
+  return ay.w_low * ax.w_low * static_cast<T>(lo[ax.low]) +
+      ay.w_low * ax.w_high * static_cast<T>(lo[ax.high]) +
+      ay.w_high * ax.w_low * static_cast<T>(hi[ax.low]) +
+      ay.w_high * ax.w_high * static_cast<T>(hi[ax.high]);
+}
+
+// Weight with which a sample at coordinate v reads cell `cell` of an axis.
+template <typename T>
+C10_HOST_DEVICE inline T axis_weight_at(T v, int64_t size, int64_t cell) {
+  const AxisSample<T> a = axis_sample(v, size);
+  if (!a.valid) {
+    return T(0);
+  }
+  return (a.low == cell ? a.w_low : T(0)) + (a.high == cell ? a.w_high : T(0));
+}
+
+// Inclusive range of bins [*lo, *hi] that may hold a sample reading `cell`.
+// Samples reading a cell lie within one cell of it; one bin of margin on
+// each side absorbs rounding. Empty when *lo > *hi.
+template <typename T>
+C10_HOST_DEVICE inline void bins_near_cell(
+    T start,
+    T bin,
+    int64_t pooled,
+    int64_t cell,
+    int64_t* lo,
+    int64_t* hi) {
+  *lo = 0;
+  *hi = pooled - 1;
+  if (!(bin > T(0))) {
+    return;  // degenerate box: every bin is a candidate
+  }
+  T first = floor((static_cast<T>(cell) - T(1) - start) / bin) - T(1);
+  T last = floor((static_cast<T>(cell) + T(1) - start) / bin) + T(1);
+  if (first > static_cast<T>(*lo)) {
+    *lo = first > static_cast<T>(pooled) ? pooled : static_cast<int64_t>(first);
+  }
+  if (last < static_cast<T>(*hi)) {
+    *hi = last < T(-1) ? -1 : static_cast<int64_t>(last);
+  }
+}
+
+// roi_pool's box: corners rounded to cells, at least one cell wide.
+template <typename T>
+struct PoolBox {
+  int64_t batch;
+  int start_h, start_w;
+  T bin_h, bin_w;
+};
+
+template <typename T>
+C10_HOST_DEVICE inline PoolBox<T> make_pool_box(
+    const T* roi,
+    T spatial_scale,
+    int64_t pooled_h,
+    int64_t pooled_w) {
+  PoolBox<T> b;
+  b.batch = static_cast<int64_t>(roi[0]);
+  b.start_w = static_cast<int>(round(roi[1] * spatial_scale));
+  b.start_h = static_cast<int>(round(roi[2] * spatial_scale));
+  const int end_w = static_cast<int>(round(roi[3] * spatial_scale));
+  const int end_h = static_cast<int>(round(roi[4] * spatial_scale));
+  const int roi_w = end_w - b.start_w + 1 > 1 ? end_w - b.start_w + 1 : 1;
+  const int roi_h = end_h - b.start_h + 1 > 1 ? end_h - b.start_h + 1 : 1;
+  b.bin_h = static_cast<T>(roi_h) / static_cast<T>(pooled_h);
+  b.bin_w = static_cast<T>(roi_w) / static_cast<T>(pooled_w);
+  return b;
+}
+
+C10_HOST_DEVICE inline int clamp_int(int v, int lo, int hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+// Cells [*begin, *end) of bin p along one axis, clipped to the map.
+template <typename T>
+C10_HOST_DEVICE inline void pool_bin_range(
+    int start,
+    T bin,
+    int p,
+    int64_t size,
+    int* begin,
+    int* end) {
+  const int b = static_cast<int>(floor(static_cast<T>(p) * bin));
+  const int e = static_cast<int>(ceil(static_cast<T>(p + 1) * bin));
+  *begin = clamp_int(b + start, 0, static_cast<int>(size));
+  *end = clamp_int(e + start, 0, static_cast<int>(size));
+}
+
+// Inclusive range of roi_pool bins [*lo, *hi] that may contain `cell`.
+template <typename T>
+C10_HOST_DEVICE inline void pool_bins_near_cell(
+    int start,
+    T bin,
+    int64_t pooled,
+    int64_t cell,
+    int64_t* lo,
+    int64_t* hi) {
+  const T rel = static_cast<T>(cell - start);
+  T first = floor((rel - T(1)) / bin) - T(1);
+  T last = ceil((rel + T(1)) / bin) + T(1);
+  *lo = first > T(0) ? (first > static_cast<T>(pooled) ? pooled
+                                                        : static_cast<int64_t>(first))
+                     : 0;
+  *hi = last < static_cast<T>(pooled - 1)
+      ? (last < T(-1) ? -1 : static_cast<int64_t>(last))
+      : pooled - 1;
+}
+
+} // namespace roi_ops
