@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -94,3 +97,62 @@ def load() -> bool:
         )
         _loaded, _with_cuda = True, with_cuda
         return with_cuda
+
+
+def find_nvcc() -> Path | None:
+    """An nvcc whose CUDA version is at least torch's: $ROI_OPS_NVCC, the one
+    pip's cuda-toolkit[nvcc] installs (nvidia/cuXX/bin), or $CUDA_HOME's."""
+    if torch.version.cuda is None:
+        return None
+    candidates = []
+    if os.environ.get("ROI_OPS_NVCC"):
+        candidates.append(Path(os.environ["ROI_OPS_NVCC"]))
+    major = torch.version.cuda.split(".")[0]
+    for entry in sys.path:
+        candidates.append(Path(entry) / "nvidia" / f"cu{major}" / "bin" / "nvcc")
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if CUDA_HOME:
+        candidates.append(Path(CUDA_HOME) / "bin" / "nvcc")
+    wanted = tuple(int(v) for v in torch.version.cuda.split(".")[:2])
+    for nvcc in candidates:
+        if nvcc.is_file() and nvcc_version(nvcc) >= wanted:
+            return nvcc
+    return None
+
+
+def nvcc_version(nvcc: Path) -> tuple[int, int]:
+    out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _cxx_standard() -> str:
+    aten = Path(torch.__file__).parent / "include" / "ATen" / "ATen.h"
+    return "c++20" if "C++20 or later" in aten.read_text() else "c++17"
+
+
+def compile_cuda_sources(nvcc: Path, out_dir: Path, arch: str = "90") -> list[Path]:
+    """Compiles (no link) every CUDA source with the flags of the real build,
+    so a CUDA source that does not compile is caught without a GPU."""
+    from torch.utils.cpp_extension import COMMON_NVCC_FLAGS, include_paths
+
+    cuda_home = nvcc.parent.parent
+    includes = [*include_paths(), str(cuda_home / "include"), str(_CSRC)]
+    jobs = []
+    for source in cuda_sources():  # in parallel: nvcc is single-threaded
+        obj = out_dir / (source.stem + ".o")
+        cmd = [str(nvcc), "-c", str(source), "-o", str(obj), f"-std={_cxx_standard()}",
+               "-Xcompiler", "-fPIC", f"-gencode=arch=compute_{arch},code=sm_{arch}",
+               "-DTORCH_EXTENSION_NAME=roi_ops_cuda", "-DTORCH_API_INCLUDE_EXTENSION_H",
+               *COMMON_NVCC_FLAGS, *nvcc_flags(), *(f"-I{p}" for p in includes)]
+        jobs.append((source, obj, subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    failures = []
+    for source, _, proc in jobs:
+        output, _ = proc.communicate()
+        if proc.returncode != 0:
+            failures.append(f"nvcc failed on {source.name}:\n{output}")
+    if failures:
+        raise RuntimeError("\n".join(failures))
+    return [obj for _, obj, _ in jobs]

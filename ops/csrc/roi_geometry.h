@@ -183,6 +183,15 @@ struct PoolBox {
   T bin_h, bin_w;
 };
 
+// round() to an int cell index; absurdly far coordinates are clamped so the
+// cast stays defined (they lie off the map either way).
+template <typename T>
+C10_HOST_DEVICE inline int round_to_cell(T v) {
+  const T limit = T(1 << 29);
+  v = round(v);
+  return static_cast<int>(v < -limit ? -limit : (v > limit ? limit : v));
+}
+
 template <typename T>
 C10_HOST_DEVICE inline PoolBox<T> make_pool_box(
     const T* roi,
@@ -191,10 +200,10 @@ C10_HOST_DEVICE inline PoolBox<T> make_pool_box(
     int64_t pooled_w) {
   PoolBox<T> b;
   b.batch = static_cast<int64_t>(roi[0]);
-  b.start_w = static_cast<int>(round(roi[1] * spatial_scale));
-  b.start_h = static_cast<int>(round(roi[2] * spatial_scale));
-  const int end_w = static_cast<int>(round(roi[3] * spatial_scale));
-  const int end_h = static_cast<int>(round(roi[4] * spatial_scale));
+  b.start_w = round_to_cell(roi[1] * spatial_scale);
+  b.start_h = round_to_cell(roi[2] * spatial_scale);
+  const int end_w = round_to_cell(roi[3] * spatial_scale);
+  const int end_h = round_to_cell(roi[4] * spatial_scale);
   const int roi_w = end_w - b.start_w + 1 > 1 ? end_w - b.start_w + 1 : 1;
   const int roi_h = end_h - b.start_h + 1 > 1 ? end_h - b.start_h + 1 : 1;
   b.bin_h = static_cast<T>(roi_h) / static_cast<T>(pooled_h);
