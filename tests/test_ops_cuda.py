@@ -1,0 +1,116 @@
+"""CUDA kernels: parity with the CPU kernels and torchvision, reduced
+precision, the deterministic backward. Skipped without a GPU."""
+
+import pytest
+import torch
+import torchvision
+
+import ops
+from roi_cases import boxes, feature_map
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+CASES = [
+    ("roi_align", dict(sampling_ratio=2)),
+    ("roi_align", dict(sampling_ratio=-1, aligned=True)),
+    ("roi_align", dict(sampling_ratio=0, mode="max")),
+    ("roi_warp", dict(sampling_ratio=2, mode="avg")),
+    ("roi_warp", dict(sampling_ratio=-1, mode="max")),
+    ("roi_pool", dict()),
+]
+IDS = ["align", "align_aligned", "align_max", "warp_avg", "warp_max", "pool"]
+
+
+def _run(fn, x, rois, kwargs, grad):
+    x = x.clone().requires_grad_(True)
+    out = fn(x, rois, (7, 5), 1 / 8, **kwargs)
+    out.backward(grad.to(out.device, out.dtype))
+    return out.detach(), x.grad
+
+
+def _case(dtype, seed=60):
+    x = feature_map(batch=3, channels=32, height=21, width=26, dtype=dtype, seed=seed)
+    rois = boxes(3, 21, 26, 1 / 8, dtype=dtype if dtype == torch.float64 else torch.float32,
+                 seed=seed + 1)
+    grad = torch.randn(rois.shape[0], 32, 7, 5, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64)
+    return x, rois, grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("op, kwargs", CASES, ids=IDS)
+def test_cuda_matches_cpu(op, kwargs, dtype):
+    fn = getattr(ops, op)
+    x, rois, grad = _case(dtype)
+    cpu_out, cpu_grad = _run(fn, x, rois, kwargs, grad)
+    gpu_out, gpu_grad = _run(fn, x.cuda(), rois.cuda(), kwargs, grad)
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gpu_out.cpu(), cpu_out, **tol)
+    torch.testing.assert_close(gpu_grad.cpu(), cpu_grad, **tol)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 2, 3])
+def test_cuda_matches_torchvision(sampling_ratio, aligned):
+    x, rois, grad = _case(torch.float32, seed=62)
+    x, rois = x.cuda(), rois.cuda()
+    ours = _run(lambda i, r, s, sc, **k: ops.roi_align(i, r, s, sc, sampling_ratio, aligned),
+                x, rois, {}, grad)
+    theirs = _run(lambda i, r, s, sc, **k: torchvision.ops.roi_align(i, r, s, sc, sampling_ratio,
+                                                                     aligned), x, rois, {}, grad)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    ours = _run(lambda i, r, s, sc, **k: ops.roi_pool(i, r, s, sc), x, rois, {}, grad)
+    theirs = _run(lambda i, r, s, sc, **k: torchvision.ops.roi_pool(i, r, s, sc), x, rois, {}, grad)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("op, kwargs", CASES, ids=IDS)
+def test_cuda_reduced_precision_matches_float32(op, kwargs, dtype):
+    fn = getattr(ops, op)
+    x, rois, grad = _case(torch.float32, seed=64)
+    x_low = x.to(dtype).cuda()
+    out32, grad32 = _run(fn, x_low.float(), rois.cuda(), kwargs, grad)
+    out_low, grad_low = _run(fn, x_low, rois.cuda(), kwargs, grad.to(dtype))
+    assert out_low.dtype == dtype and grad_low.dtype == dtype
+    tol = dict(rtol=1e-2, atol=1e-2) if dtype == torch.float16 else dict(rtol=4e-2, atol=4e-2)
+    torch.testing.assert_close(out_low.float(), out32, **tol)
+    torch.testing.assert_close(grad_low.float(), grad32, **tol)
+
+
+@pytest.mark.parametrize("op, kwargs", CASES, ids=IDS)
+def test_deterministic_backward_is_bitwise_repeatable(op, kwargs):
+    fn = getattr(ops, op)
+    x, rois, grad = _case(torch.float32, seed=66)
+    x, rois = x.cuda(), rois.cuda()
+    default = _run(fn, x, rois, kwargs, grad)[1]
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        first = _run(fn, x, rois, kwargs, grad)[1]
+        for _ in range(3):
+            assert torch.equal(_run(fn, x, rois, kwargs, grad)[1], first)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    torch.testing.assert_close(first, default, rtol=1e-5, atol=1e-5)
+
+
+def test_runs_on_current_stream_and_other_device_index():
+    x, rois, _ = _case(torch.float32, seed=68)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        out = ops.roi_align(x.cuda(), rois.cuda(), 7, 1 / 8, 2)
+    stream.synchronize()
+    torch.testing.assert_close(out.cpu(), ops.roi_align(x, rois, 7, 1 / 8, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_cuda_bad_batch_index_is_reported():
+    x, rois, _ = _case(torch.float32, seed=70)
+    rois[3, 0] = 7
+    with pytest.raises(ValueError, match=r"rois\[3, 0\] \(batch index\) = 7 is out of range"):
+        ops.roi_align(x.cuda(), rois.cuda(), 7, 1 / 8)
