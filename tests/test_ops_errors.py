@@ -143,3 +143,11 @@ def test_raw_operator_checks_rois_dtype():
         torch.ops.roi_ops.roi_align(_x(), _rois().double(), 1.0, 2, 2, 2, False, False)
     with pytest.raises(ValueError, match="rois must be a \\[K, 5\\] tensor"):
         torch.ops.roi_ops.roi_pool(_x(), _rois()[:, :4], 1.0, 2, 2)
+
+
+@pytest.mark.parametrize("fn", [ops.roi_align, ops.roi_warp], ids=["roi_align", "roi_warp"])
+def test_absurd_box_with_adaptive_sampling_is_refused_not_hung(fn):
+    rois = torch.tensor([[0, 0.0, 0.0, 1e7, 10.0]])
+    with pytest.raises(ValueError, match=r"rois\[0\] = .* too large for adaptive sampling"):
+        fn(_x(), rois, 7, 1 / 16, sampling_ratio=-1)
+    assert fn(_x(), rois, 7, 1 / 16, sampling_ratio=2).shape == (1, 3, 7, 7)

@@ -1,6 +1,7 @@
 #include "checks.h"
 
 #include <cmath>
+#include <limits>
 
 namespace roi_ops {
 
@@ -48,7 +49,13 @@ void check_forward_args(
 namespace {
 
 template <typename T>
-void check_rows(const char* op, const T* rois, int64_t num_rois, int64_t batch_size) {
+void check_rows(
+    const char* op,
+    const T* rois,
+    int64_t num_rois,
+    int64_t batch_size,
+    double max_width,
+    double max_height) {
   for (int64_t k = 0; k < num_rois; ++k) {
     const T* r = rois + k * 5;
     for (int j = 0; j < 5; ++j) {
@@ -64,28 +71,53 @@ void check_rows(const char* op, const T* rois, int64_t num_rois, int64_t batch_s
         b >= 0 && b < static_cast<double>(batch_size),
         op, ": rois[", k, ", 0] (batch index) = ", static_cast<int64_t>(b),
         " is out of range for a batch of ", batch_size, " images");
+    const double w = std::abs(static_cast<double>(r[3]) - static_cast<double>(r[1]));
+    const double h = std::abs(static_cast<double>(r[4]) - static_cast<double>(r[2]));
+    TORCH_CHECK_VALUE(
+        w <= max_width && h <= max_height,
+        op, ": rois[", k, "] = (", r[1], ", ", r[2], ", ", r[3], ", ", r[4],
+        ") is too large for adaptive sampling (sampling_ratio <= 0 would take more than ",
+        kMaxAdaptiveGrid, " samples per bin and axis); clip the box or pass a fixed sampling_ratio");
   }
 }
 
 } // namespace
 
-void check_box_values(const char* op, const at::Tensor& rois, int64_t batch_size) {
+void check_box_values(
+    const char* op,
+    const at::Tensor& rois,
+    int64_t batch_size,
+    double spatial_scale,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t sampling_ratio) {
   if (rois.size(0) == 0) {
     return;
   }
+  // Box sizes (image pixels) above which adaptive sampling is refused.
+  const double unlimited = std::numeric_limits<double>::infinity();
+  const double max_width = sampling_ratio > 0
+      ? unlimited
+      : static_cast<double>(kMaxAdaptiveGrid * pooled_w) / spatial_scale;
+  const double max_height = sampling_ratio > 0
+      ? unlimited
+      : static_cast<double>(kMaxAdaptiveGrid * pooled_h) / spatial_scale;
   if (!rois.is_cpu()) {
     // One reduction and one synchronisation; the readable message comes from
     // the CPU check below, run only when something is wrong.
     const at::Tensor b = rois.select(1, 0);
+    const at::Tensor w = (rois.select(1, 3) - rois.select(1, 1)).abs();
+    const at::Tensor h = (rois.select(1, 4) - rois.select(1, 2)).abs();
     const at::Tensor bad = at::logical_not(at::isfinite(rois)).any() |
-        (b != at::floor(b)).any() | (b < 0).any() | (b >= batch_size).any();
+        (b != at::floor(b)).any() | (b < 0).any() | (b >= batch_size).any() |
+        (w > max_width).any() | (h > max_height).any();
     if (!bad.item<bool>()) {
       return;
     }
   }
   const at::Tensor cpu = rois.to(at::kCPU).contiguous();
   AT_DISPATCH_FLOATING_TYPES(cpu.scalar_type(), "check_box_values", [&] {
-    check_rows(op, cpu.data_ptr<scalar_t>(), cpu.size(0), batch_size);
+    check_rows(op, cpu.data_ptr<scalar_t>(), cpu.size(0), batch_size, max_width, max_height);
   });
 }
 

@@ -20,8 +20,21 @@ void check_forward_args(
     int64_t pooled_h,
     int64_t pooled_w);
 
+// Largest adaptive sampling grid (per bin and axis) a box may ask for; a box
+// that needs more is thousands of cells wide, a bug upstream, and would take
+// minutes to pool.
+constexpr int64_t kMaxAdaptiveGrid = 1024;
+
 // Every box row: finite coordinates and an integral batch index in
-// [0, batch_size). Costs one device synchronisation on CUDA.
-void check_box_values(const char* op, const at::Tensor& rois, int64_t batch_size);
+// [0, batch_size); with adaptive sampling (sampling_ratio <= 0), a sample
+// grid no larger than kMaxAdaptiveGrid. Costs one synchronisation on CUDA.
+void check_box_values(
+    const char* op,
+    const at::Tensor& rois,
+    int64_t batch_size,
+    double spatial_scale,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t sampling_ratio);
 
 } // namespace roi_ops

@@ -218,7 +218,8 @@ at::Tensor bilinear_forward(
     int64_t box_mode,
     bool max_mode) {
   check_forward_args(op, input, rois, spatial_scale, pooled_h, pooled_w);
-  check_box_values(op, rois, input.size(0));
+  check_box_values(
+      op, rois, input.size(0), spatial_scale, pooled_h, pooled_w, sampling_ratio);
   const int64_t num_rois = rois.size(0);
   const int64_t channels = input.size(1);
   at::Tensor output =

@@ -187,7 +187,8 @@ at::Tensor bilinear_forward(
     bool max_mode) {
   check_forward_args(op, input, rois, spatial_scale, pooled_h, pooled_w);
   at::cuda::CUDAGuard guard(input.device());
-  check_box_values(op, rois, input.size(0));
+  check_box_values(
+      op, rois, input.size(0), spatial_scale, pooled_h, pooled_w, sampling_ratio);
   const int64_t num_rois = rois.size(0);
   const int64_t channels = input.size(1);
   at::Tensor output =

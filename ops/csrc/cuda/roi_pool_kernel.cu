@@ -126,7 +126,8 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(
     int64_t pooled_w) {
   check_forward_args("roi_pool", input, rois, spatial_scale, pooled_h, pooled_w);
   at::cuda::CUDAGuard guard(input.device());
-  check_box_values("roi_pool", rois, input.size(0));
+  check_box_values(
+      "roi_pool", rois, input.size(0), spatial_scale, pooled_h, pooled_w, /*sampling_ratio=*/1);
   const int64_t num_rois = rois.size(0);
   const int64_t channels = input.size(1);
   at::Tensor output =
