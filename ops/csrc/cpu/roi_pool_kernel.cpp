@@ -1,11 +1,12 @@
 // CPU kernels of roi_pool: max over the integer cells of each bin, forward
-// parallel over (box, channel) pairs, backward parallel over channels.
+// parallel over (channel, box) pairs, backward parallel over channels.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "../checks.h"
@@ -14,47 +15,82 @@
 namespace roi_ops {
 namespace {
 
-template <typename scalar_t, typename T>
+constexpr int64_t kBoxBlock = 32;
+
+// Cell ranges of every bin of every box, computed once per call: box k's
+// bin p spans rows [h0[k * PH + p], h1[...]) and columns [w0[k * PW + p], w1[...]).
+struct PoolBins {
+  std::vector<int64_t> batch;
+  std::vector<int> h0, h1, w0, w1;
+
+  template <typename T>
+  PoolBins(const T* rois, int64_t num_rois, int64_t height, int64_t width,
+           int64_t pooled_h, int64_t pooled_w, T spatial_scale)
+      : batch(num_rois), h0(num_rois * pooled_h), h1(num_rois * pooled_h),
+        w0(num_rois * pooled_w), w1(num_rois * pooled_w) {
+    for (int64_t k = 0; k < num_rois; ++k) {
+      const PoolBox<T> b = make_pool_box(rois + k * 5, spatial_scale, pooled_h, pooled_w);
+      batch[k] = b.batch;
+      for (int64_t p = 0; p < pooled_h; ++p) {
+        pool_bin_range(b.start_h, b.bin_h, (int)p, height, &h0[k * pooled_h + p],
+                       &h1[k * pooled_h + p]);
+      }
+      for (int64_t p = 0; p < pooled_w; ++p) {
+        pool_bin_range(b.start_w, b.bin_w, (int)p, width, &w0[k * pooled_w + p],
+                       &w1[k * pooled_w + p]);
+      }
+    }
+  }
+};
+
+template <typename scalar_t>
 void forward_impl(
     const scalar_t* input,
-    const T* rois,
-    int64_t num_rois,
+    const PoolBins& bins,
     int64_t channels,
     int64_t height,
     int64_t width,
     int64_t pooled_h,
     int64_t pooled_w,
-    T spatial_scale,
     scalar_t* output,
     int* argmax) {
-  at::parallel_for(0, num_rois * channels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t k = i / channels;
-      const int64_t c = i % channels;
-      const PoolBox<T> b =
-          make_pool_box(rois + k * 5, spatial_scale, pooled_h, pooled_w);
-      const scalar_t* plane = input + (b.batch * channels + c) * height * width;
-      for (int64_t ph = 0; ph < pooled_h; ++ph) {
-        int h0, h1;
-        pool_bin_range(b.start_h, b.bin_h, (int)ph, height, &h0, &h1);
-        for (int64_t pw = 0; pw < pooled_w; ++pw) {
-          int w0, w1;
-          pool_bin_range(b.start_w, b.bin_w, (int)pw, width, &w0, &w1);
-          // An empty bin (wholly outside the map) gives 0 and no gradient.
-          T best = T(0);
-          int best_index = -1;
-          for (int h = h0; h < h1; ++h) {
-            for (int w = w0; w < w1; ++w) {
-              const T v = static_cast<T>(plane[h * width + w]);
-              if (best_index < 0 || v > best) {
-                best = v;
-                best_index = static_cast<int>(h * width + w);
+  using T = at::opmath_type<scalar_t>;
+  const int64_t num_rois = static_cast<int64_t>(bins.batch.size());
+  // Work items are (block of boxes, channel) pairs: a block's boxes read one
+  // channel plane while it is in cache, and write few output pages.
+  const int64_t blocks = (num_rois + kBoxBlock - 1) / kBoxBlock;
+  at::parallel_for(0, blocks * channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t c = item % channels;
+      const int64_t k_begin = (item / channels) * kBoxBlock;
+      const int64_t k_end = std::min(num_rois, k_begin + kBoxBlock);
+      for (int64_t k = k_begin; k < k_end; ++k) {
+        const scalar_t* plane = input + (bins.batch[k] * channels + c) * height * width;
+        const int64_t out_offset = (k * channels + c) * pooled_h * pooled_w;
+        for (int64_t ph = 0; ph < pooled_h; ++ph) {
+          const int h0 = bins.h0[k * pooled_h + ph], h1 = bins.h1[k * pooled_h + ph];
+          for (int64_t pw = 0; pw < pooled_w; ++pw) {
+            const int w0 = bins.w0[k * pooled_w + pw], w1 = bins.w1[k * pooled_w + pw];
+            // An empty bin (wholly outside the map) gives 0 and no gradient.
+            T best = T(0);
+            int best_index = -1;
+            if (h1 > h0 && w1 > w0) {
+              best_index = static_cast<int>(h0 * width + w0);
+              best = static_cast<T>(plane[best_index]);
+              for (int h = h0; h < h1; ++h) {
+                const scalar_t* row = plane + h * width;
+                for (int w = w0; w < w1; ++w) {
+                  const T v = static_cast<T>(row[w]);
+                  if (v > best) {
+                    best = v;
+                    best_index = static_cast<int>(h * width + w);
+                  }
+                }
               }
             }
+            output[out_offset + ph * pooled_w + pw] = static_cast<scalar_t>(best);
+            argmax[out_offset + ph * pooled_w + pw] = best_index;
           }
-          const int64_t out = i * pooled_h * pooled_w + ph * pooled_w + pw;
-          output[out] = static_cast<scalar_t>(best);
-          argmax[out] = best_index;
         }
       }
     }
@@ -74,9 +110,9 @@ void backward_impl(
     int64_t pooled_w,
     T* grad_input) {
   at::parallel_for(0, channels, 1, [&](int64_t c_begin, int64_t c_end) {
-    for (int64_t k = 0; k < num_rois; ++k) {
-      const int64_t n = static_cast<int64_t>(rois[k * 5]);
-      for (int64_t c = c_begin; c < c_end; ++c) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      for (int64_t k = 0; k < num_rois; ++k) {
+        const int64_t n = static_cast<int64_t>(rois[k * 5]);
         T* grad_plane = grad_input + (n * channels + c) * height * width;
         const int64_t offset = (k * channels + c) * pooled_h * pooled_w;
         for (int64_t j = 0; j < pooled_h * pooled_w; ++j) {
@@ -146,11 +182,11 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "roi_ops_roi_pool_forward", [&] {
         using T = at::opmath_type<scalar_t>;
-        forward_impl<scalar_t, T>(
-            input_c.data_ptr<scalar_t>(), rois_c.data_ptr<T>(), num_rois,
-            channels, input.size(2), input.size(3), pooled_h, pooled_w,
-            static_cast<T>(spatial_scale), output.data_ptr<scalar_t>(),
-            argmax.data_ptr<int>());
+        const PoolBins bins(rois_c.data_ptr<T>(), num_rois, input.size(2), input.size(3),
+                            pooled_h, pooled_w, static_cast<T>(spatial_scale));
+        forward_impl<scalar_t>(
+            input_c.data_ptr<scalar_t>(), bins, channels, input.size(2), input.size(3),
+            pooled_h, pooled_w, output.data_ptr<scalar_t>(), argmax.data_ptr<int>());
       });
   return std::make_tuple(output, argmax);
 }
