@@ -31,6 +31,19 @@ _with_cuda = False
 log = logging.getLogger(__name__)
 
 
+def _cpp_extension():
+    """torch.utils.cpp_extension, imported without its warning that a
+    CPU-only machine has no CUDA runtime (expected here, not a problem)."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension as cpp_extension
+    finally:
+        logger.setLevel(level)
+    return cpp_extension
+
+
 def cpu_sources() -> list[Path]:
     return [_CSRC / "ops.cpp", _CSRC / "checks.cpp", *sorted((_CSRC / "cpu").glob("*.cpp"))]
 
@@ -57,15 +70,14 @@ def _cuda_wanted() -> bool:
         if choice == "1":
             raise RuntimeError("ROI_OPS_CUDA=1 but this torch build has no CUDA support")
         return False
-    from torch.utils.cpp_extension import CUDA_HOME
-
+    cuda_home = _cpp_extension().CUDA_HOME
     if choice == "1":
-        if CUDA_HOME is None:
+        if cuda_home is None:
             raise RuntimeError("ROI_OPS_CUDA=1 but no CUDA toolkit was found (set CUDA_HOME)")
         return True
     if not torch.cuda.is_available():
         return False
-    if CUDA_HOME is None:
+    if cuda_home is None:
         log.warning("roi_ops: a GPU is present but no CUDA toolkit was found (set CUDA_HOME); "
                     "building the CPU kernels only")
         return False
@@ -78,7 +90,7 @@ def load() -> bool:
     with _LOCK:
         if _loaded:
             return _with_cuda
-        from torch.utils.cpp_extension import load as load_extension
+        load_extension = _cpp_extension().load
 
         with_cuda = _cuda_wanted()
         sources = cpu_sources() + (cuda_sources() if with_cuda else [])
@@ -110,10 +122,9 @@ def find_nvcc() -> Path | None:
     major = torch.version.cuda.split(".")[0]
     for entry in sys.path:
         candidates.append(Path(entry) / "nvidia" / f"cu{major}" / "bin" / "nvcc")
-    from torch.utils.cpp_extension import CUDA_HOME
-
-    if CUDA_HOME:
-        candidates.append(Path(CUDA_HOME) / "bin" / "nvcc")
+    cuda_home = _cpp_extension().CUDA_HOME
+    if cuda_home:
+        candidates.append(Path(cuda_home) / "bin" / "nvcc")
     wanted = tuple(int(v) for v in torch.version.cuda.split(".")[:2])
     for nvcc in candidates:
         if nvcc.is_file() and nvcc_version(nvcc) >= wanted:
@@ -135,17 +146,17 @@ def _cxx_standard() -> str:
 def compile_cuda_sources(nvcc: Path, out_dir: Path, arch: str = "90") -> list[Path]:
     """Compiles (no link) every CUDA source with the flags of the real build,
     so a CUDA source that does not compile is caught without a GPU."""
-    from torch.utils.cpp_extension import COMMON_NVCC_FLAGS, include_paths
+    cpp_extension = _cpp_extension()
 
     cuda_home = nvcc.parent.parent
-    includes = [*include_paths(), str(cuda_home / "include"), str(_CSRC)]
+    includes = [*cpp_extension.include_paths(), str(cuda_home / "include"), str(_CSRC)]
     jobs = []
     for source in cuda_sources():  # in parallel: nvcc is single-threaded
         obj = out_dir / (source.stem + ".o")
         cmd = [str(nvcc), "-c", str(source), "-o", str(obj), f"-std={_cxx_standard()}",
                "-Xcompiler", "-fPIC", f"-gencode=arch=compute_{arch},code=sm_{arch}",
                "-DTORCH_EXTENSION_NAME=roi_ops_cuda", "-DTORCH_API_INCLUDE_EXTENSION_H",
-               *COMMON_NVCC_FLAGS, *nvcc_flags(), *(f"-I{p}" for p in includes)]
+               *cpp_extension.COMMON_NVCC_FLAGS, *nvcc_flags(), *(f"-I{p}" for p in includes)]
         jobs.append((source, obj, subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
     failures = []
