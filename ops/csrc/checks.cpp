@@ -121,4 +121,29 @@ void check_box_values(
   });
 }
 
+void check_bilinear_backward_args(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    const std::optional<at::Tensor>& input,
+    int64_t channels,
+    bool max_mode) {
+  TORCH_CHECK_VALUE(
+      grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels,
+      "roi_ops::_bilinear_backward: grad must be [K, C, PH, PW] matching rois and channels");
+  TORCH_CHECK_VALUE(
+      !max_mode || (input.has_value() && input->dim() == 4),
+      "roi_ops::_bilinear_backward: max mode needs the forward input");
+}
+
+void check_pool_backward_args(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    const at::Tensor& argmax,
+    int64_t channels) {
+  TORCH_CHECK_VALUE(
+      grad.dim() == 4 && grad.sizes() == argmax.sizes() &&
+          grad.size(0) == rois.size(0) && grad.size(1) == channels,
+      "roi_ops::_roi_pool_backward: grad and argmax must be [K, C, PH, PW] matching rois");
+}
+
 } // namespace roi_ops

@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
+
 namespace roi_ops {
 
 // Type of the box coordinates and of accumulation for an input dtype:
@@ -36,5 +38,19 @@ void check_box_values(
     int64_t pooled_h,
     int64_t pooled_w,
     int64_t sampling_ratio);
+
+// Shapes of a backward call (grad [K, C, PH, PW] against rois and channels;
+// the forward input in max mode; roi_pool's argmax shaped like grad).
+void check_bilinear_backward_args(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    const std::optional<at::Tensor>& input,
+    int64_t channels,
+    bool max_mode);
+void check_pool_backward_args(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    const at::Tensor& argmax,
+    int64_t channels);
 
 } // namespace roi_ops

@@ -253,12 +253,7 @@ at::Tensor bilinear_backward_cuda(
     int64_t box_mode,
     bool max_mode,
     bool deterministic) {
-  TORCH_CHECK_VALUE(
-      grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels,
-      "roi_ops::_bilinear_backward: grad must be [K, C, PH, PW] matching rois and channels");
-  TORCH_CHECK_VALUE(
-      !max_mode || (input.has_value() && input->dim() == 4),
-      "roi_ops::_bilinear_backward: max mode needs the forward input");
+  check_bilinear_backward_args(grad, rois, input, channels, max_mode);
   at::cuda::CUDAGuard guard(grad.device());
   const at::ScalarType acc = acc_type_for(grad.scalar_type());
   at::Tensor grad_input =

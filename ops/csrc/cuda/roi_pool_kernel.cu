@@ -164,10 +164,7 @@ at::Tensor roi_pool_backward_cuda(
     int64_t height,
     int64_t width,
     bool deterministic) {
-  TORCH_CHECK_VALUE(
-      grad.dim() == 4 && grad.sizes() == argmax.sizes() &&
-          grad.size(0) == rois.size(0) && grad.size(1) == channels,
-      "roi_ops::_roi_pool_backward: grad and argmax must be [K, C, PH, PW] matching rois");
+  check_pool_backward_args(grad, rois, argmax, channels);
   at::cuda::CUDAGuard guard(grad.device());
   const at::ScalarType acc = acc_type_for(grad.scalar_type());
   at::Tensor grad_input =
