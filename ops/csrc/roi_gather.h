@@ -36,7 +36,7 @@ C10_HOST_DEVICE inline int max_sample_index(
   return best;
 }
 
-// d(loss)/d(input[n, c, row, col]) for roi_align / roi_warp.
+// d(loss)/d(input[cell]) for roi_align / roi_warp, cell = (n, c, row, col).
 // grad: [K, C, PH, PW] contiguous; input: [N, C, H, W] contiguous (read only
 // in max mode); boxes: the K boxes, already on the feature grid.
 template <typename scalar_t, typename T>
@@ -44,19 +44,14 @@ C10_HOST_DEVICE inline T bilinear_grad_at_cell(
     const scalar_t* grad,
     const scalar_t* input,
     const BilinearBox<T>* boxes,
-    int64_t num_boxes,
-    int64_t n,
-    int64_t c,
-    int64_t row,
-    int64_t col,
-    int64_t channels,
-    int64_t height,
-    int64_t width,
-    int64_t pooled_h,
-    int64_t pooled_w,
+    const RoiShape& shape,
+    const Index4& cell,
     bool max_mode) {
+  const int64_t n = cell.i0, c = cell.i1, row = cell.i2, col = cell.i3;
+  const int64_t channels = shape.channels, height = shape.height, width = shape.width;
+  const int64_t pooled_h = shape.pooled_h, pooled_w = shape.pooled_w;
   T total = T(0);
-  for (int64_t k = 0; k < num_boxes; ++k) {
+  for (int64_t k = 0; k < shape.num_rois; ++k) {
     const BilinearBox<T> b = boxes[k];
     if (b.batch != n || b.grid_h <= 0 || b.grid_w <= 0) {
       continue;
@@ -121,25 +116,19 @@ C10_HOST_DEVICE inline T bilinear_grad_at_cell(
   return total;
 }
 
-// d(loss)/d(input[n, c, row, col]) for roi_pool, from the forward's argmax.
+// d(loss)/d(input[cell]) for roi_pool, from the forward's argmax.
 template <typename scalar_t, typename T>
 C10_HOST_DEVICE inline T pool_grad_at_cell(
     const scalar_t* grad,
     const int* argmax,
     const PoolBox<T>* boxes,
-    int64_t num_boxes,
-    int64_t n,
-    int64_t c,
-    int64_t row,
-    int64_t col,
-    int64_t channels,
-    int64_t height,
-    int64_t width,
-    int64_t pooled_h,
-    int64_t pooled_w) {
+    const RoiShape& shape,
+    const Index4& cell) {
+  const int64_t n = cell.i0, c = cell.i1, row = cell.i2, col = cell.i3;
+  const int64_t channels = shape.channels, pooled_h = shape.pooled_h, pooled_w = shape.pooled_w;
+  const int plane_index = static_cast<int>(row * shape.width + col);
   T total = T(0);
-  const int cell = static_cast<int>(row * width + col);
-  for (int64_t k = 0; k < num_boxes; ++k) {
+  for (int64_t k = 0; k < shape.num_rois; ++k) {
     const PoolBox<T> b = boxes[k];
     if (b.batch != n) {
       continue;
@@ -150,7 +139,7 @@ C10_HOST_DEVICE inline T pool_grad_at_cell(
     const int64_t offset = (k * channels + c) * pooled_h * pooled_w;
     for (int64_t ph = ph0; ph <= ph1; ++ph) {
       for (int64_t pw = pw0; pw <= pw1; ++pw) {
-        if (argmax[offset + ph * pooled_w + pw] == cell) {
+        if (argmax[offset + ph * pooled_w + pw] == plane_index) {
           total += static_cast<T>(grad[offset + ph * pooled_w + pw]);
         }
       }

@@ -15,6 +15,28 @@
 
 namespace roi_ops {
 
+// Sizes of one operator call: K boxes pooled from an [N, C, H, W] map into
+// [K, C, PH, PW].
+struct RoiShape {
+  int64_t num_rois, batch, channels, height, width, pooled_h, pooled_w;
+};
+
+// A flat index into a 4-D contiguous tensor, split into its coordinates.
+struct Index4 {
+  int64_t i0, i1, i2, i3;
+};
+
+C10_HOST_DEVICE inline Index4 unravel(int64_t index, int64_t d1, int64_t d2, int64_t d3) {
+  Index4 r;
+  r.i3 = index % d3;
+  index /= d3;
+  r.i2 = index % d2;
+  index /= d2;
+  r.i1 = index % d1;
+  r.i0 = index / d1;
+  return r;
+}
+
 // How a bilinear op places a box on the feature grid.
 enum BoxMode : int64_t {
   // roi_align(aligned=False): corners scaled, size forced to at least 1 cell.
@@ -137,6 +159,34 @@ C10_HOST_DEVICE inline T bilinear_value(
       ay.w_low * ax.w_high * static_cast<T>(lo[ax.high]) +
       ay.w_high * ax.w_low * static_cast<T>(hi[ax.low]) +
       ay.w_high * ax.w_high * static_cast<T>(hi[ax.high]);
+}
+
+// Value of one bin: the average (or max) of its grid_h x grid_w samples.
+// sample_y(iy) and sample_x(ix) give the AxisSample of each sample row and
+// column, precomputed (CPU) or computed on the spot (CUDA).
+template <typename scalar_t, typename T, typename SampleY, typename SampleX>
+C10_HOST_DEVICE inline T bin_value(
+    const scalar_t* plane,
+    int64_t width,
+    const BilinearBox<T>& b,
+    bool max_mode,
+    const SampleY& sample_y,
+    const SampleX& sample_x) {
+  T acc = T(0);
+  bool first = true;
+  for (int iy = 0; iy < b.grid_h; ++iy) {
+    const AxisSample<T> ay = sample_y(iy);
+    for (int ix = 0; ix < b.grid_w; ++ix) {
+      const T v = bilinear_value(plane, width, ay, sample_x(ix));
+      if (!max_mode) {
+        acc += v;
+      } else if (first || v > acc) {
+        acc = v;
+      }
+      first = false;
+    }
+  }
+  return max_mode ? acc : acc / b.count;
 }
 
 // Weight with which a sample at coordinate v reads cell `cell` of an axis.
