@@ -3,6 +3,7 @@
 // only supplies its kernels, as static member templates of a struct:
 //
 //   struct Bilinear {   // roi_align and roi_warp
+//     static constexpr auto kForwardLayout = at::MemoryFormat::Contiguous;
 //     template <typename scalar_t, typename T>
 //     static void forward(const RoiShape&, const BilinearParams<T>&,
 //                         const scalar_t* input, const T* rois, scalar_t* output);
@@ -13,6 +14,7 @@
 //                          bool deterministic, T* grad_input);
 //   };
 //   struct Pool {       // roi_pool
+//     static constexpr auto kForwardLayout = at::MemoryFormat::ChannelsLast;
 //     template <typename scalar_t, typename T>
 //     static void forward(const RoiShape&, T spatial_scale, const scalar_t* input,
 //                         const T* rois, scalar_t* output, int* argmax);
@@ -23,8 +25,10 @@
 //   };
 //
 // and registers them with register_bilinear<Bilinear>(m) / register_pool<Pool>(m).
-// Pointers are to contiguous memory; grad_input is zero-filled, in the
-// accumulation type T (float for half and bfloat16).
+// The forward input is laid out as the backend's kForwardLayout asks (NCHW or
+// NHWC); every other pointer is to contiguous (NCHW / row-major) memory.
+// grad_input is zero-filled, in the accumulation type T (float for half and
+// bfloat16).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -92,7 +96,7 @@ at::Tensor bilinear_forward(
   if (output.numel() == 0) {
     return output;
   }
-  const at::Tensor input_c = input.contiguous();
+  const at::Tensor input_c = input.contiguous(Backend::kForwardLayout);
   const at::Tensor rois_c = rois.contiguous();
   ROI_OPS_DISPATCH(input.scalar_type(), "roi_ops_bilinear_forward", [&] {
     using T = at::opmath_type<scalar_t>;
@@ -191,7 +195,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool(
   if (output.numel() == 0) {
     return std::make_tuple(output, argmax);
   }
-  const at::Tensor input_c = input.contiguous();
+  const at::Tensor input_c = input.contiguous(Backend::kForwardLayout);
   const at::Tensor rois_c = rois.contiguous();
   ROI_OPS_DISPATCH(input.scalar_type(), "roi_ops_roi_pool_forward", [&] {
     using T = at::opmath_type<scalar_t>;

@@ -1,9 +1,10 @@
 // CPU kernels of the bilinear operators, roi_align and roi_warp: forward and
-// backward, average and max mode, on every core. The forward runs over
-// (channel, box) items; the backward over channels, so that no two threads
-// ever write the same gradient plane.
+// backward, average and max mode, on every core. The forward runs over boxes,
+// vectorized across channels; the backward over channels, so that no two
+// threads ever write the same gradient plane.
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "../entry.h"
@@ -80,7 +81,52 @@ inline void scatter_sample(
   hi[ax.high] += g * ay.w_high * ax.w_high;
 }
 
+// Folds one sample into acc[c] for every channel of an NHWC image: adds it
+// (avg) or keeps the larger (max; the first sample initialises). The
+// arithmetic per channel is bilinear_value's, in the same order.
+template <typename scalar_t, typename T>
+inline void accumulate_sample(
+    const scalar_t* image,
+    int64_t width,
+    int64_t channels,
+    const AxisSample<T>& ay,
+    const AxisSample<T>& ax,
+    bool max_mode,
+    bool first,
+    T* acc) {
+  if (!(ay.valid && ax.valid)) {
+    if (max_mode) {  // an invalid sample reads 0
+      for (int64_t c = 0; c < channels; ++c) {
+        acc[c] = (first || T(0) > acc[c]) ? T(0) : acc[c];
+      }
+    }
+    return;
+  }
+  const T w1 = ay.w_low * ax.w_low, w2 = ay.w_low * ax.w_high;
+  const T w3 = ay.w_high * ax.w_low, w4 = ay.w_high * ax.w_high;
+  const scalar_t* p1 = image + (ay.low * width + ax.low) * channels;
+  const scalar_t* p2 = image + (ay.low * width + ax.high) * channels;
+  const scalar_t* p3 = image + (ay.high * width + ax.low) * channels;
+  const scalar_t* p4 = image + (ay.high * width + ax.high) * channels;
+  if (!max_mode) {
+    for (int64_t c = 0; c < channels; ++c) {
+      acc[c] += w1 * static_cast<T>(p1[c]) + w2 * static_cast<T>(p2[c]) +
+          w3 * static_cast<T>(p3[c]) + w4 * static_cast<T>(p4[c]);
+    }
+  } else {
+    for (int64_t c = 0; c < channels; ++c) {
+      const T v = w1 * static_cast<T>(p1[c]) + w2 * static_cast<T>(p2[c]) +
+          w3 * static_cast<T>(p3[c]) + w4 * static_cast<T>(p4[c]);
+      acc[c] = (first || v > acc[c]) ? v : acc[c];
+    }
+  }
+}
+
 struct CpuBilinear {
+  // The forward reads NHWC so that its inner loop runs over contiguous
+  // channels (SIMD): one sample's four cells and weights serve every channel.
+  static constexpr auto kForwardLayout = at::MemoryFormat::ChannelsLast;
+
   template <typename scalar_t, typename T>
   static void forward(
       const RoiShape& s,
@@ -89,18 +135,35 @@ struct CpuBilinear {
       const T* rois,
       scalar_t* output) {
     const SampledBoxes<T> sampled(s, p, rois);
-    parallel_over_channels_and_boxes(s.channels, s.num_rois, [&](int64_t c, int64_t k) {
-      const BilinearBox<T>& b = sampled.boxes[k];
-      const AxisSample<T>* ys = sampled.y_samples(k);
-      const AxisSample<T>* xs = sampled.x_samples(k);
-      const scalar_t* plane = input + (b.batch * s.channels + c) * s.height * s.width;
-      scalar_t* out = output + (k * s.channels + c) * s.pooled_h * s.pooled_w;
-      for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
-        for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
-          out[ph * s.pooled_w + pw] = static_cast<scalar_t>(bin_value(
-              plane, s.width, b, p.max_mode,
-              [&](int iy) { return ys[ph * b.grid_h + iy]; },
-              [&](int ix) { return xs[pw * b.grid_w + ix]; }));
+    const int64_t C = s.channels;
+    const int64_t bins_per_box = s.pooled_h * s.pooled_w;
+    at::parallel_for(0, s.num_rois, 1, [&](int64_t k_begin, int64_t k_end) {
+      std::vector<T> acc(C);
+      for (int64_t k = k_begin; k < k_end; ++k) {
+        const BilinearBox<T>& b = sampled.boxes[k];
+        const AxisSample<T>* ys = sampled.y_samples(k);
+        const AxisSample<T>* xs = sampled.x_samples(k);
+        const scalar_t* image = input + b.batch * s.height * s.width * C;
+        scalar_t* out = output + k * C * bins_per_box;
+        for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
+          for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
+            std::fill(acc.begin(), acc.end(), T(0));
+            bool first = true;
+            for (int iy = 0; iy < b.grid_h; ++iy) {
+              const AxisSample<T>& ay = ys[ph * b.grid_h + iy];
+              for (int ix = 0; ix < b.grid_w; ++ix) {
+                accumulate_sample(
+                    image, s.width, C, ay, xs[pw * b.grid_w + ix], p.max_mode, first,
+                    acc.data());
+                first = false;
+              }
+            }
+            const int64_t bin = ph * s.pooled_w + pw;
+            for (int64_t c = 0; c < C; ++c) {
+              out[c * bins_per_box + bin] =
+                  static_cast<scalar_t>(p.max_mode ? acc[c] : acc[c] / b.count);
+            }
+          }
         }
       }
     });

@@ -1,8 +1,9 @@
 // CPU kernels of roi_pool: max over the integer cells of each bin, on every
-// core. The forward runs over (channel, box) items; the backward over
-// channels, so that no two threads ever write the same gradient plane.
+// core. The forward runs over boxes, vectorized across channels; the backward
+// over channels, so that no two threads ever write the same gradient plane.
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "../entry.h"
@@ -40,7 +41,29 @@ struct PoolBins {
   }
 };
 
+// best[c] = max(best[c], values[c]), remembering `cell` where values wins.
+// Written with a mask instead of a branch so that the compiler vectorizes it
+// across channels (it does for float; other types run it scalar).
+template <typename scalar_t>
+inline void max_into(
+    const scalar_t* __restrict__ values,
+    int cell,
+    scalar_t* __restrict__ best,
+    int* __restrict__ best_index,
+    int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    const scalar_t v = values[c], b = best[c];
+    const int mask = -static_cast<int>(v > b);
+    best[c] = b < v ? v : b;
+    best_index[c] ^= (best_index[c] ^ cell) & mask;
+  }
+}
+
 struct CpuPool {
+  // The forward reads NHWC so that its inner loop runs over contiguous
+  // channels (SIMD), while the argmax it records stays an NCHW plane index.
+  static constexpr auto kForwardLayout = at::MemoryFormat::ChannelsLast;
+
   template <typename scalar_t, typename T>
   static void forward(
       const RoiShape& s,
@@ -50,32 +73,43 @@ struct CpuPool {
       scalar_t* output,
       int* argmax) {
     const PoolBins bins(s, spatial_scale, rois);
-    parallel_over_channels_and_boxes(s.channels, s.num_rois, [&](int64_t c, int64_t k) {
-      const scalar_t* plane = input + (bins.batch[k] * s.channels + c) * s.height * s.width;
-      const int64_t out_offset = (k * s.channels + c) * s.pooled_h * s.pooled_w;
-      for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
-        const int h0 = bins.h0[k * s.pooled_h + ph], h1 = bins.h1[k * s.pooled_h + ph];
-        for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
-          const int w0 = bins.w0[k * s.pooled_w + pw], w1 = bins.w1[k * s.pooled_w + pw];
-          // An empty bin (wholly outside the map) gives 0 and no gradient.
-          T best = T(0);
-          int best_index = -1;
-          if (h1 > h0 && w1 > w0) {
-            best_index = static_cast<int>(h0 * s.width + w0);
-            best = static_cast<T>(plane[best_index]);
+    const int64_t C = s.channels;
+    const int64_t bins_per_box = s.pooled_h * s.pooled_w;
+    at::parallel_for(0, s.num_rois, 1, [&](int64_t k_begin, int64_t k_end) {
+      std::vector<scalar_t> best(C);
+      std::vector<int> best_index(C);
+      for (int64_t k = k_begin; k < k_end; ++k) {
+        const scalar_t* image = input + bins.batch[k] * s.height * s.width * C;
+        scalar_t* out = output + k * C * bins_per_box;
+        int* arg = argmax + k * C * bins_per_box;
+        for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
+          const int h0 = bins.h0[k * s.pooled_h + ph], h1 = bins.h1[k * s.pooled_h + ph];
+          for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
+            const int w0 = bins.w0[k * s.pooled_w + pw], w1 = bins.w1[k * s.pooled_w + pw];
+            const int64_t bin = ph * s.pooled_w + pw;
+            if (h1 <= h0 || w1 <= w0) {
+              // A bin wholly outside the map gives 0 and no gradient.
+              for (int64_t c = 0; c < C; ++c) {
+                out[c * bins_per_box + bin] = scalar_t(0);
+                arg[c * bins_per_box + bin] = -1;
+              }
+              continue;
+            }
+            // Cells in row-major order; the first of equal maxima wins.
+            const int first = static_cast<int>(h0 * s.width + w0);
+            std::copy(image + first * C, image + (first + 1) * C, best.begin());
+            std::fill(best_index.begin(), best_index.end(), first);
             for (int h = h0; h < h1; ++h) {
-              const scalar_t* row = plane + h * s.width;
               for (int w = w0; w < w1; ++w) {
-                const T v = static_cast<T>(row[w]);
-                if (v > best) {
-                  best = v;
-                  best_index = static_cast<int>(h * s.width + w);
-                }
+                const int cell = static_cast<int>(h * s.width + w);
+                max_into(image + cell * C, cell, best.data(), best_index.data(), C);
               }
             }
+            for (int64_t c = 0; c < C; ++c) {
+              out[c * bins_per_box + bin] = best[c];
+              arg[c * bins_per_box + bin] = best_index[c];
+            }
           }
-          output[out_offset + ph * s.pooled_w + pw] = static_cast<scalar_t>(best);
-          argmax[out_offset + ph * s.pooled_w + pw] = best_index;
         }
       }
     });

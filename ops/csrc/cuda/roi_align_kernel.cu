@@ -132,6 +132,8 @@ __global__ void backward_gather_kernel(
 }
 
 struct CudaBilinear {
+  static constexpr auto kForwardLayout = at::MemoryFormat::Contiguous;
+
   template <typename scalar_t, typename T>
   static void forward(
       const RoiShape& s,
