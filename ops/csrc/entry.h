@@ -3,7 +3,7 @@
 // only supplies its kernels, as static member templates of a struct:
 //
 //   struct Bilinear {   // roi_align and roi_warp
-//     static constexpr auto kForwardLayout = at::MemoryFormat::Contiguous;
+//     static constexpr auto kInputLayout = at::MemoryFormat::Contiguous;
 //     template <typename scalar_t, typename T>
 //     static void forward(const RoiShape&, const BilinearParams<T>&,
 //                         const scalar_t* input, const T* rois, scalar_t* output);
@@ -14,7 +14,7 @@
 //                          bool deterministic, T* grad_input);
 //   };
 //   struct Pool {       // roi_pool
-//     static constexpr auto kForwardLayout = at::MemoryFormat::ChannelsLast;
+//     static constexpr auto kInputLayout = at::MemoryFormat::ChannelsLast;
 //     template <typename scalar_t, typename T>
 //     static void forward(const RoiShape&, T spatial_scale, const scalar_t* input,
 //                         const T* rois, scalar_t* output, int* argmax);
@@ -25,8 +25,9 @@
 //   };
 //
 // and registers them with register_bilinear<Bilinear>(m) / register_pool<Pool>(m).
-// The forward input is laid out as the backend's kForwardLayout asks (NCHW or
-// NHWC); every other pointer is to contiguous (NCHW / row-major) memory.
+// The feature map (input) is laid out as the backend's kInputLayout asks
+// (NCHW or NHWC); every other pointer is to contiguous (NCHW / row-major)
+// memory.
 // grad_input is zero-filled, in the accumulation type T (float for half and
 // bfloat16).
 #pragma once
@@ -96,7 +97,7 @@ at::Tensor bilinear_forward(
   if (output.numel() == 0) {
     return output;
   }
-  const at::Tensor input_c = input.contiguous(Backend::kForwardLayout);
+  const at::Tensor input_c = input.contiguous(Backend::kInputLayout);
   const at::Tensor rois_c = rois.contiguous();
   ROI_OPS_DISPATCH(input.scalar_type(), "roi_ops_bilinear_forward", [&] {
     using T = at::opmath_type<scalar_t>;
@@ -162,7 +163,8 @@ at::Tensor bilinear_backward(
   }
   const at::Tensor grad_c = grad.contiguous();
   const at::Tensor rois_c = rois.contiguous();
-  const at::Tensor input_c = max_mode ? input->contiguous() : at::Tensor();
+  const at::Tensor input_c =
+      max_mode ? input->contiguous(Backend::kInputLayout) : at::Tensor();
   ROI_OPS_DISPATCH(grad.scalar_type(), "roi_ops_bilinear_backward", [&] {
     using T = at::opmath_type<scalar_t>;
     const BilinearParams<T> params{
@@ -195,7 +197,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool(
   if (output.numel() == 0) {
     return std::make_tuple(output, argmax);
   }
-  const at::Tensor input_c = input.contiguous(Backend::kForwardLayout);
+  const at::Tensor input_c = input.contiguous(Backend::kInputLayout);
   const at::Tensor rois_c = rois.contiguous();
   ROI_OPS_DISPATCH(input.scalar_type(), "roi_ops_roi_pool_forward", [&] {
     using T = at::opmath_type<scalar_t>;

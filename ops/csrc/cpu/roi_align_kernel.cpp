@@ -9,7 +9,7 @@
 
 #include "../entry.h"
 #include "../roi_gather.h"
-#include "parallel.h"
+#include "loops.h"
 
 namespace roi_ops {
 namespace {
@@ -62,28 +62,10 @@ struct SampledBoxes {
   }
 };
 
-// Adds g, split bilinearly, to the four cells a sample reads.
-template <typename T>
-inline void scatter_sample(
-    T* plane,
-    int64_t width,
-    const AxisSample<T>& ay,
-    const AxisSample<T>& ax,
-    T g) {
-  if (!(ay.valid && ax.valid)) {
-    return;
-  }
-  T* lo = plane + ay.low * width;
-  T* hi = plane + ay.high * width;
-  lo[ax.low] += g * ay.w_low * ax.w_low;
-  lo[ax.high] += g * ay.w_low * ax.w_high;
-  hi[ax.low] += g * ay.w_high * ax.w_low;
-  hi[ax.high] += g * ay.w_high * ax.w_high;
-}
-
-// Folds one sample into acc[c] for every channel of an NHWC image: adds it
-// (avg) or keeps the larger (max; the first sample initialises). The
-// arithmetic per channel is bilinear_value's, in the same order.
+// Folds one sample into acc[c] for n consecutive channels of an NHWC image
+// (image points at the first; channels is the pixel stride): adds it (avg) or
+// keeps the larger (max; the first sample initialises). The arithmetic per
+// channel is bilinear_value's, in the same order.
 template <typename scalar_t, typename T>
 inline void accumulate_sample(
     const scalar_t* image,
@@ -93,10 +75,11 @@ inline void accumulate_sample(
     const AxisSample<T>& ax,
     bool max_mode,
     bool first,
-    T* acc) {
+    T* acc,
+    int64_t n) {
   if (!(ay.valid && ax.valid)) {
     if (max_mode) {  // an invalid sample reads 0
-      for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t c = 0; c < n; ++c) {
         acc[c] = (first || T(0) > acc[c]) ? T(0) : acc[c];
       }
     }
@@ -109,12 +92,12 @@ inline void accumulate_sample(
   const scalar_t* p3 = image + (ay.high * width + ax.low) * channels;
   const scalar_t* p4 = image + (ay.high * width + ax.high) * channels;
   if (!max_mode) {
-    for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t c = 0; c < n; ++c) {
       acc[c] += w1 * static_cast<T>(p1[c]) + w2 * static_cast<T>(p2[c]) +
           w3 * static_cast<T>(p3[c]) + w4 * static_cast<T>(p4[c]);
     }
   } else {
-    for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t c = 0; c < n; ++c) {
       const T v = w1 * static_cast<T>(p1[c]) + w2 * static_cast<T>(p2[c]) +
           w3 * static_cast<T>(p3[c]) + w4 * static_cast<T>(p4[c]);
       acc[c] = (first || v > acc[c]) ? v : acc[c];
@@ -125,7 +108,7 @@ inline void accumulate_sample(
 struct CpuBilinear {
   // The forward reads NHWC so that its inner loop runs over contiguous
   // channels (SIMD): one sample's four cells and weights serve every channel.
-  static constexpr auto kForwardLayout = at::MemoryFormat::ChannelsLast;
+  static constexpr auto kInputLayout = at::MemoryFormat::ChannelsLast;
 
   template <typename scalar_t, typename T>
   static void forward(
@@ -154,7 +137,7 @@ struct CpuBilinear {
               for (int ix = 0; ix < b.grid_w; ++ix) {
                 accumulate_sample(
                     image, s.width, C, ay, xs[pw * b.grid_w + ix], p.max_mode, first,
-                    acc.data());
+                    acc.data(), C);
                 first = false;
               }
             }
@@ -178,66 +161,161 @@ struct CpuBilinear {
       const scalar_t* input,
       bool deterministic,
       T* grad_input) {
+    const SampledBoxes<T> sampled(s, p, rois);
     if (deterministic) {
       // The gather that the CUDA backend uses under deterministic mode, run
-      // here so that its arithmetic is tested without a GPU.
-      const SampledBoxes<T> sampled(s, p, rois);
+      // here so that its arithmetic is tested without a GPU. It reads NCHW.
+      at::Tensor input_nchw;
+      if (p.max_mode) {
+        input_nchw = at::from_blob(
+                         const_cast<scalar_t*>(input), {s.batch, s.height, s.width, s.channels},
+                         c10::CppTypeToScalarType<scalar_t>::value)
+                         .permute({0, 3, 1, 2})
+                         .contiguous();
+      }
+      const scalar_t* in = p.max_mode ? input_nchw.data_ptr<scalar_t>() : nullptr;
       parallel_over_cells(grad_input, s, [&](const Index4& cell) {
-        return bilinear_grad_at_cell(
-            grad, input, sampled.boxes.data(), s, cell, p.max_mode);
+        return bilinear_grad_at_cell(grad, in, sampled.boxes.data(), s, cell, p.max_mode);
       });
       return;
     }
-    scatter_backward(s, p, grad, rois, input, grad_input);
+    // Accumulate in NHWC, vectorized across a thread's channels, then copy
+    // into the NCHW gradient. Threads own disjoint channel ranges.
+    at::Tensor acc = at::zeros(
+        {s.batch, s.height, s.width, s.channels},
+        at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+    scatter_backward(s, p, sampled, grad, input, acc.data_ptr<T>());
+    at::from_blob(grad_input, {s.batch, s.channels, s.height, s.width}, acc.options())
+        .copy_(acc.permute({0, 3, 1, 2}));
   }
 
  private:
-  // Parallel over channels: no two threads write the same gradient plane.
   template <typename scalar_t, typename T>
   static void scatter_backward(
       const RoiShape& s,
       const BilinearParams<T>& p,
+      const SampledBoxes<T>& sampled,
       const scalar_t* grad,
-      const T* rois,
       const scalar_t* input,
-      T* grad_input) {
-    const SampledBoxes<T> sampled(s, p, rois);
-    const int64_t plane_size = s.height * s.width;
-    at::parallel_for(0, s.channels, 1, [&](int64_t c_begin, int64_t c_end) {
-      for (int64_t c = c_begin; c < c_end; ++c) {
-        for (int64_t k = 0; k < s.num_rois; ++k) {
-          const BilinearBox<T>& b = sampled.boxes[k];
-          const AxisSample<T>* ys = sampled.y_samples(k);
-          const AxisSample<T>* xs = sampled.x_samples(k);
-          const int64_t plane_offset = (b.batch * s.channels + c) * plane_size;
-          T* grad_plane = grad_input + plane_offset;
-          const scalar_t* g = grad + (k * s.channels + c) * s.pooled_h * s.pooled_w;
-          for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
-            for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
-              const T g_bin = static_cast<T>(g[ph * s.pooled_w + pw]);
-              if (p.max_mode) {
-                const int win = max_sample_index(
-                    b, input + plane_offset, s.height, s.width, (int)ph, (int)pw);
-                if (win >= 0) {
-                  scatter_sample(
-                      grad_plane, s.width, ys[ph * b.grid_h + win / b.grid_w],
-                      xs[pw * b.grid_w + win % b.grid_w], g_bin);
+      T* acc) {
+    const int64_t C = s.channels;
+    const int64_t bins_per_box = s.pooled_h * s.pooled_w;
+    at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
+      const int64_t n = c1 - c0;
+      std::vector<T> g(n), values(n), best(n);
+      std::vector<int> winner(n);
+      for (int64_t k = 0; k < s.num_rois; ++k) {
+        const BilinearBox<T>& b = sampled.boxes[k];
+        const AxisSample<T>* ys = sampled.y_samples(k);
+        const AxisSample<T>* xs = sampled.x_samples(k);
+        const int64_t image_offset = b.batch * s.height * s.width * C;
+        T* image_grad = acc + image_offset + c0;
+        const scalar_t* g_box = grad + (k * C + c0) * bins_per_box;
+        for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
+          for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
+            const int64_t bin = ph * s.pooled_w + pw;
+            for (int64_t j = 0; j < n; ++j) {
+              g[j] = static_cast<T>(g_box[j * bins_per_box + bin]);
+            }
+            const AxisSample<T>* bin_ys = ys + ph * b.grid_h;
+            const AxisSample<T>* bin_xs = xs + pw * b.grid_w;
+            if (p.max_mode) {
+              find_winners(
+                  input + image_offset + c0, s.width, C, b, bin_ys, bin_xs, n, values.data(),
+                  best.data(), winner.data());
+              for (int64_t j = 0; j < n; ++j) {
+                if (winner[j] >= 0) {
+                  scatter_one(
+                      image_grad + j, s.width, C, bin_ys[winner[j] / b.grid_w],
+                      bin_xs[winner[j] % b.grid_w], g[j]);
                 }
-                continue;
               }
-              const T g_sample = g_bin / b.count;
-              for (int iy = 0; iy < b.grid_h; ++iy) {
-                for (int ix = 0; ix < b.grid_w; ++ix) {
-                  scatter_sample(
-                      grad_plane, s.width, ys[ph * b.grid_h + iy],
-                      xs[pw * b.grid_w + ix], g_sample);
-                }
+              continue;
+            }
+            for (int64_t j = 0; j < n; ++j) {
+              g[j] /= b.count;
+            }
+            for (int iy = 0; iy < b.grid_h; ++iy) {
+              for (int ix = 0; ix < b.grid_w; ++ix) {
+                scatter_channels(image_grad, s.width, C, bin_ys[iy], bin_xs[ix], g.data(), n);
               }
             }
           }
         }
       }
     });
+  }
+
+  // For each of n channels, the index (iy * grid_w + ix) of the bin's sample
+  // that max mode picks: the first of the largest values, an invalid sample
+  // reading 0 (as max_sample_index, across channels). image points at the
+  // first of the n channels of an NHWC image.
+  template <typename scalar_t, typename T>
+  static void find_winners(
+      const scalar_t* image,
+      int64_t width,
+      int64_t channels,
+      const BilinearBox<T>& b,
+      const AxisSample<T>* ys,
+      const AxisSample<T>* xs,
+      int64_t n,
+      T* values,
+      T* best,
+      int* winner) {
+    std::fill(winner, winner + n, -1);
+    for (int iy = 0; iy < b.grid_h; ++iy) {
+      for (int ix = 0; ix < b.grid_w; ++ix) {
+        std::fill(values, values + n, T(0));
+        const bool first = iy == 0 && ix == 0;
+        accumulate_sample(image, width, channels, ys[iy], xs[ix], false, first, values, n);
+        const int sample = iy * b.grid_w + ix;
+        if (first) {
+          std::copy(values, values + n, best);
+          std::fill(winner, winner + n, sample);
+        } else {
+          max_into(values, sample, best, winner, n);
+        }
+      }
+    }
+  }
+
+  // Adds g[j], split bilinearly, to the four cells one sample reads, for n
+  // consecutive channels of an NHWC gradient (image_grad points at the first).
+  template <typename T>
+  static void scatter_channels(
+      T* image_grad,
+      int64_t width,
+      int64_t channels,
+      const AxisSample<T>& ay,
+      const AxisSample<T>& ax,
+      const T* g,
+      int64_t n) {
+    if (!(ay.valid && ax.valid)) {
+      return;
+    }
+    const T w1 = ay.w_low * ax.w_low, w2 = ay.w_low * ax.w_high;
+    const T w3 = ay.w_high * ax.w_low, w4 = ay.w_high * ax.w_high;
+    T* p1 = image_grad + (ay.low * width + ax.low) * channels;
+    T* p2 = image_grad + (ay.low * width + ax.high) * channels;
+    T* p3 = image_grad + (ay.high * width + ax.low) * channels;
+    T* p4 = image_grad + (ay.high * width + ax.high) * channels;
+    // p1..p4 may coincide at the border: four separate passes keep every add.
+    for (int64_t j = 0; j < n; ++j) p1[j] += g[j] * w1;
+    for (int64_t j = 0; j < n; ++j) p2[j] += g[j] * w2;
+    for (int64_t j = 0; j < n; ++j) p3[j] += g[j] * w3;
+    for (int64_t j = 0; j < n; ++j) p4[j] += g[j] * w4;
+  }
+
+  // One channel's share of scatter_channels.
+  template <typename T>
+  static void scatter_one(
+      T* channel_grad,
+      int64_t width,
+      int64_t channels,
+      const AxisSample<T>& ay,
+      const AxisSample<T>& ax,
+      T g) {
+    scatter_channels(channel_grad, width, channels, ay, ax, &g, 1);
   }
 };
 

@@ -8,7 +8,7 @@
 
 #include "../entry.h"
 #include "../roi_gather.h"
-#include "parallel.h"
+#include "loops.h"
 
 namespace roi_ops {
 namespace {
@@ -41,28 +41,10 @@ struct PoolBins {
   }
 };
 
-// best[c] = max(best[c], values[c]), remembering `cell` where values wins.
-// Written with a mask instead of a branch so that the compiler vectorizes it
-// across channels (it does for float; other types run it scalar).
-template <typename scalar_t>
-inline void max_into(
-    const scalar_t* __restrict__ values,
-    int cell,
-    scalar_t* __restrict__ best,
-    int* __restrict__ best_index,
-    int64_t n) {
-  for (int64_t c = 0; c < n; ++c) {
-    const scalar_t v = values[c], b = best[c];
-    const int mask = -static_cast<int>(v > b);
-    best[c] = b < v ? v : b;
-    best_index[c] ^= (best_index[c] ^ cell) & mask;
-  }
-}
-
 struct CpuPool {
   // The forward reads NHWC so that its inner loop runs over contiguous
   // channels (SIMD), while the argmax it records stays an NCHW plane index.
-  static constexpr auto kForwardLayout = at::MemoryFormat::ChannelsLast;
+  static constexpr auto kInputLayout = at::MemoryFormat::ChannelsLast;
 
   template <typename scalar_t, typename T>
   static void forward(

@@ -132,7 +132,7 @@ __global__ void backward_gather_kernel(
 }
 
 struct CudaBilinear {
-  static constexpr auto kForwardLayout = at::MemoryFormat::Contiguous;
+  static constexpr auto kInputLayout = at::MemoryFormat::Contiguous;
 
   template <typename scalar_t, typename T>
   static void forward(
