@@ -121,9 +121,9 @@ struct CpuPool {
     // Parallel over channels: no two threads write the same gradient plane.
     const int64_t bins = s.pooled_h * s.pooled_w;
     at::parallel_for(0, s.channels, 1, [&](int64_t c_begin, int64_t c_end) {
-      for (int64_t c = c_begin; c < c_end; ++c) {
-        for (int64_t k = 0; k < s.num_rois; ++k) {
-          const int64_t n = static_cast<int64_t>(rois[k * 5]);
+      for (int64_t k = 0; k < s.num_rois; ++k) {
+        const int64_t n = static_cast<int64_t>(rois[k * 5]);
+        for (int64_t c = c_begin; c < c_end; ++c) {
           T* grad_plane = grad_input + (n * s.channels + c) * s.height * s.width;
           const int64_t offset = (k * s.channels + c) * bins;
           for (int64_t j = 0; j < bins; ++j) {
