@@ -100,12 +100,17 @@ def _roi_pool_setup(ctx, inputs, output):
     input, rois, spatial_scale, _, _ = inputs
     _, argmax = output
     ctx.mark_non_differentiable(argmax)
+    # argmax has no gradient; without this autograd would fill a zero tensor
+    # the size of the output for it on every backward.
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(rois, argmax)
     ctx.input_shape = input.shape
     ctx.spatial_scale = spatial_scale
 
 
 def _roi_pool_backward(ctx, grad, _grad_argmax):
+    if grad is None:
+        return None, None, None, None, None
     rois, argmax = ctx.saved_tensors
     n, c, h, w = ctx.input_shape
     grad_input = _ops._roi_pool_backward(
