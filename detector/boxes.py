@@ -1,0 +1,59 @@
+"""Box conventions and the box coder.
+
+Boxes are (x1, y1, x2, y2) in absolute pixels; sizes are (height, width).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+class BoxCoder:
+    """Encodes boxes as (dx, dy, dw, dh) deltas relative to reference boxes and back.
+
+    dx = wx * (gx - px) / pw, dw = ww * log(gw / pw), with centres and sizes of
+    the ground truth g and the reference p. Predicted log-size deltas are
+    clamped at ``clip`` so that exp() stays finite.
+    """
+
+    def __init__(self, weights: tuple[float, float, float, float],
+                 clip: float = math.log(1000.0 / 16)):
+        self.weights = weights
+        self.clip = clip
+
+    def encode(self, targets: Tensor, references: Tensor) -> Tensor:
+        wx, wy, ww, wh = self.weights
+        ref_w = references[:, 2] - references[:, 0]
+        ref_h = references[:, 3] - references[:, 1]
+        ref_x = references[:, 0] + 0.5 * ref_w
+        ref_y = references[:, 1] + 0.5 * ref_h
+        gt_w = targets[:, 2] - targets[:, 0]
+        gt_h = targets[:, 3] - targets[:, 1]
+        gt_x = targets[:, 0] + 0.5 * gt_w
+        gt_y = targets[:, 1] + 0.5 * gt_h
+        return torch.stack([wx * (gt_x - ref_x) / ref_w, wy * (gt_y - ref_y) / ref_h,
+                            ww * torch.log(gt_w / ref_w), wh * torch.log(gt_h / ref_h)], dim=1)
+
+    def decode(self, deltas: Tensor, references: Tensor) -> Tensor:
+        """deltas [K, 4 * C] against references [K, 4] → boxes [K, C, 4]."""
+        references = references.to(deltas.dtype)
+        wx, wy, ww, wh = self.weights
+        widths = references[:, 2] - references[:, 0]
+        heights = references[:, 3] - references[:, 1]
+        ctr_x = references[:, 0] + 0.5 * widths
+        ctr_y = references[:, 1] + 0.5 * heights
+        dx = deltas[:, 0::4] / wx
+        dy = deltas[:, 1::4] / wy
+        dw = (deltas[:, 2::4] / ww).clamp(max=self.clip)
+        dh = (deltas[:, 3::4] / wh).clamp(max=self.clip)
+        pred_x = dx * widths[:, None] + ctr_x[:, None]
+        pred_y = dy * heights[:, None] + ctr_y[:, None]
+        half_w = torch.tensor(0.5, dtype=deltas.dtype, device=deltas.device) * (
+            torch.exp(dw) * widths[:, None])
+        half_h = torch.tensor(0.5, dtype=deltas.dtype, device=deltas.device) * (
+            torch.exp(dh) * heights[:, None])
+        return torch.stack([pred_x - half_w, pred_y - half_h, pred_x + half_w, pred_y + half_h],
+                           dim=2)

@@ -1,0 +1,57 @@
+"""Checks at the model's edge, with messages that name the image and the value."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_images(images: list[Tensor]) -> None:
+    if not isinstance(images, (list, tuple)) or not images:
+        raise TypeError("images must be a non-empty list of [3, H, W] tensors")
+    for i, image in enumerate(images):
+        if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
+            shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise ValueError(f"images[{i}] must be a [3, H, W] tensor, got {shape}")
+        if not image.is_floating_point():
+            raise TypeError(f"images[{i}] must be a float tensor in [0, 1], got {image.dtype}")
+
+
+def check_targets(images: list[Tensor], targets: list[dict[str, Tensor]], num_classes: int,
+                  with_masks: bool) -> None:
+    if len(targets) != len(images):
+        raise ValueError(f"got {len(targets)} targets for {len(images)} images")
+    for i, (image, target) in enumerate(zip(images, targets)):
+        height, width = image.shape[-2:]
+        boxes, labels = target.get("boxes"), target.get("labels")
+        if boxes is None or labels is None:
+            raise ValueError(f"targets[{i}] needs 'boxes' and 'labels'")
+        if boxes.dim() != 2 or boxes.shape[1] != 4 or not boxes.is_floating_point():
+            raise ValueError(f"targets[{i}]['boxes'] must be a float [N, 4] tensor, "
+                             f"got {boxes.dtype} {tuple(boxes.shape)}")
+        if labels.dtype != torch.int64 or labels.shape != boxes.shape[:1]:
+            raise ValueError(f"targets[{i}]['labels'] must be int64 [{boxes.shape[0]}], "
+                             f"got {labels.dtype} {tuple(labels.shape)}")
+        if boxes.numel():
+            if not torch.isfinite(boxes).all():
+                raise ValueError(f"targets[{i}]['boxes'] has non-finite values")
+            bad = torch.nonzero((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))
+            if bad.numel():
+                j = int(bad[0])
+                raise ValueError(f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()} is degenerate "
+                                 "(x2 <= x1 or y2 <= y1)")
+            outside = torch.nonzero((boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width)
+                                    | (boxes[:, 3] > height))
+            if outside.numel():
+                j = int(outside[0])
+                raise ValueError(f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()} lies outside "
+                                 f"the {height}x{width} image")
+            if labels.min() < 1 or labels.max() >= num_classes:
+                raise ValueError(f"targets[{i}]['labels'] must be in [1, {num_classes - 1}], got "
+                                 f"{labels.tolist()}")
+        if with_masks:
+            masks = target.get("masks")
+            if masks is None or masks.shape != (boxes.shape[0], height, width):
+                got = None if masks is None else tuple(masks.shape)
+                raise ValueError(f"targets[{i}]['masks'] must be [{boxes.shape[0]}, {height}, "
+                                 f"{width}], got {got}")

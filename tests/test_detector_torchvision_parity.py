@@ -1,0 +1,65 @@
+"""The same torchvision weights give torchvision's detections (issue: from_torchvision).
+
+torchvision models are built with weights=None (seeded); nothing is downloaded.
+Their classifier is sharpened so that random weights still give confident,
+varied detections to compare.
+"""
+
+import pytest
+import torch
+from torchvision.models import resnet50
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+import detector
+
+
+def _torchvision_model(cls):
+    torch.manual_seed(0)
+    backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), 3)
+    model = cls(backbone, num_classes=91).eval()
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight.mul_(30)
+    return model
+
+
+def _images():
+    g = torch.Generator().manual_seed(1)
+    return [torch.rand(3, 300, 410, generator=g), torch.rand(3, 260, 340, generator=g)]
+
+
+@pytest.mark.parametrize("name, cls", [("maskrcnn_resnet50_fpn", MaskRCNN),
+                                       ("fasterrcnn_resnet50_fpn", FasterRCNN)])
+def test_same_detections_as_torchvision(name, cls):
+    theirs_model = _torchvision_model(cls)
+    ours_model = detector.from_torchvision(name, theirs_model.state_dict()).eval()
+    images = _images()
+    with torch.no_grad():
+        theirs = theirs_model(images)
+    ours = ours_model.predict(images)
+    for t, o in zip(theirs, ours):
+        assert len(t["boxes"]) > 10  # the comparison is not vacuous
+        assert len(o["boxes"]) == len(t["boxes"])
+        assert torch.equal(o["labels"], t["labels"])
+        torch.testing.assert_close(o["scores"], t["scores"], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(o["boxes"], t["boxes"], rtol=1e-4, atol=0.05)
+        assert ("masks" in o) == (name.startswith("mask"))
+        if "masks" in o:
+            assert o["masks"].shape == t["masks"].shape == (len(t["boxes"]), 1) + tuple(
+                images[0].shape[-2:] if t is theirs[0] else images[1].shape[-2:])
+            torch.testing.assert_close(o["masks"], t["masks"], rtol=0, atol=5e-3)
+
+
+def test_coco_class_names_and_wrong_architecture():
+    model = _torchvision_model(FasterRCNN)
+    state = model.state_dict()
+    ours = detector.from_torchvision("fasterrcnn_resnet50_fpn", state)
+    assert ours.class_names[1] == "person" and len(ours.class_names) == 91
+    with pytest.raises(ValueError, match="missing keys .*mask_branch"):
+        detector.from_torchvision("maskrcnn_resnet50_fpn", state)
+    with pytest.raises(ValueError, match="unknown architecture 'retinanet'"):
+        detector.from_torchvision("retinanet", state)
+    del state["rpn.head.cls_logits.weight"]
+    with pytest.raises(ValueError, match="missing keys .*rpn.head.objectness.weight"):
+        detector.from_torchvision("fasterrcnn_resnet50_fpn", state)
