@@ -1,0 +1,78 @@
+"""Training mode of the FPN model on tiny inputs: named losses, gradients,
+images without objects, and the checks at the model's edge."""
+
+import pytest
+import torch
+
+import detector
+from detector.transform import ImageTransform
+
+
+def _model(masks=True):
+    torch.manual_seed(0)
+    return detector.fpn_rcnn(4, masks=masks, depth=18, trainable_stages=5,
+                             transform=ImageTransform(min_size=None))
+
+
+def _sample(objects=True):
+    g = torch.Generator().manual_seed(2)
+    image = torch.rand(3, 96, 128, generator=g)
+    if not objects:
+        return image, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                       "masks": torch.zeros(0, 96, 128, dtype=torch.uint8)}
+    boxes = torch.tensor([[10.0, 12.0, 50.0, 60.0], [60.0, 30.0, 120.0, 90.0]])
+    masks = torch.zeros(2, 96, 128, dtype=torch.uint8)
+    masks[0, 12:60, 10:50] = 1
+    masks[1, 30:90, 60:120] = 1
+    return image, {"boxes": boxes, "labels": torch.tensor([1, 3]), "masks": masks}
+
+
+@pytest.mark.parametrize("masks", [True, False])
+def test_training_step_returns_named_finite_losses(masks):
+    model = _model(masks).train()
+    images, targets = zip(*[_sample(), _sample(objects=False)])
+    losses = model(list(images), list(targets))
+    expected = {"loss_rpn_objectness", "loss_rpn_box", "loss_classifier", "loss_box_reg"}
+    assert set(losses) == expected | ({"loss_mask"} if masks else set())
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.roi_heads.box_branch.predictor.cls_score.weight.grad.abs().sum() > 0
+    if masks:
+        assert model.roi_heads.mask_branch.predictor.logits.weight.grad.abs().sum() > 0
+
+
+def test_eval_returns_detections_in_input_coordinates():
+    model = _model().eval()
+    image, _ = _sample()
+    (result,) = model.predict([image])
+    assert set(result) == {"boxes", "labels", "scores", "masks"}
+    assert result["masks"].shape[1:] == (1, 96, 128)
+    with pytest.raises(RuntimeError, match="eval mode"):
+        model.train().predict([image])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.update(boxes=torch.tensor([[10.0, 12.0, 5.0, 60.0], [60.0, 30.0, 120.0, 90.0]])),
+     r"targets\[0\]\['boxes'\]\[0\] = .* is degenerate"),
+    (lambda t: t.update(boxes=torch.tensor([[10.0, 12.0, 50.0, 60.0], [60.0, 30.0, 130.0, 90.0]])),
+     r"targets\[0\]\['boxes'\]\[1\] = .* lies outside the 96x128 image"),
+    (lambda t: t.update(labels=torch.tensor([1, 4])), r"labels'\] must be in \[1, 3\]"),
+    (lambda t: t.update(labels=torch.tensor([1.0, 2.0])), r"labels'\] must be int64"),
+    (lambda t: t.update(masks=torch.zeros(2, 50, 50, dtype=torch.uint8)),
+     r"masks'\] must be \[2, 96, 128\], got \(2, 50, 50\)"),
+])
+def test_bad_targets_are_named(change, message):
+    model = _model().train()
+    image, target = _sample()
+    change(target)
+    with pytest.raises(ValueError, match=message):
+        model([image], [target])
+
+
+def test_bad_images_are_named():
+    model = _model().eval()
+    with pytest.raises(ValueError, match=r"images\[0\] must be a \[3, H, W\] tensor"):
+        model.predict([torch.rand(1, 3, 32, 32)])
+    with pytest.raises(TypeError, match=r"images\[0\] must be a float tensor"):
+        model.predict([torch.zeros(3, 32, 32, dtype=torch.uint8)])
