@@ -1,7 +1,8 @@
 """Faster R-CNN / Mask R-CNN models, data, training and evaluation (built on ops)."""
 
-from .builders import fpn_rcnn
+from .builders import c4_rcnn, c5_rcnn, fpn_rcnn, single_level_rcnn, vgg16_rcnn
 from .rcnn import GeneralizedRCNN
 from .torchvision_compat import from_torchvision
 
-__all__ = ["GeneralizedRCNN", "fpn_rcnn", "from_torchvision"]
+__all__ = ["GeneralizedRCNN", "c4_rcnn", "c5_rcnn", "fpn_rcnn", "from_torchvision",
+           "single_level_rcnn", "vgg16_rcnn"]

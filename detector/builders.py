@@ -7,7 +7,9 @@ import functools
 import ops
 
 from .anchors import AnchorGenerator
-from .backbones.fpn import ResNetFPN
+from torch import nn
+
+from .backbones import ResNetC4, ResNetC5, ResNetFPN, ResNetRes5Head, VGG16BoxHead, VGG16Conv5
 from .poolers import Pooler, RoIOp
 from .rcnn import GeneralizedRCNN
 from .roi_heads import BoxBranch, BoxPredictor, MaskBranch, MaskHead, MaskPredictor, ROIHeads
@@ -51,6 +53,86 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
                          mask_pooler, mask_branch)
     return GeneralizedRCNN(backbone, rpn, roi_heads, transform or ImageTransform(),
                            num_classes, class_names)
+
+
+class Res5MaskHead(nn.Module):
+    """The C4 mask head: res5 on the pooled 14x14 features, unpooled (7x7).
+    Pass the box head's ResNetRes5Head to share its weights, as in the paper."""
+
+    def __init__(self, res5: ResNetRes5Head):
+        super().__init__()
+        self.res5 = res5
+        self.out_channels = res5.out_channels
+
+    def forward(self, x):
+        return self.res5(x, pool=False)
+
+
+SINGLE_LEVEL_ANCHORS = dict(sizes=[(32, 64, 128, 256, 512)], aspect_ratios=[(0.5, 1.0, 2.0)])
+
+
+def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int, *,
+                      masks: bool = True, mask_head: nn.Module | None = None,
+                      box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
+                      transform: ImageTransform | None = None,
+                      class_names: list[str] | None = None) -> GeneralizedRCNN:
+    """Faster/Mask R-CNN on a backbone with one feature map (C4, C5, VGG16), the
+    setting of the Mask R-CNN paper's ROI operator ablations. ``box_head`` maps
+    pooled features to vectors; ``mask_head`` maps pooled features to a map
+    (default: four 3x3 convolutions)."""
+    (name,) = backbone.strides
+    stride = backbone.strides[name]
+    anchors = AnchorGenerator(**SINGLE_LEVEL_ANCHORS)
+    rpn = RegionProposalNetwork(
+        anchors, RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
+        pre_nms_top_n={"training": 12000, "testing": 6000},
+        post_nms_top_n={"training": 2000, "testing": 1000})
+    box_branch = BoxBranch(box_head, BoxPredictor(box_head.out_channels, num_classes))
+    mask_pooler = mask_branch = None
+    if masks:
+        mask_head = mask_head or MaskHead(backbone.out_channels, (256, 256, 256, 256))
+        mask_pooler = Pooler(mask_op or roi_align_op(14), [stride])
+        mask_branch = MaskBranch(mask_head, MaskPredictor(mask_head.out_channels, 256, num_classes))
+    roi_heads = ROIHeads([name], Pooler(box_op or roi_align_op(7), [stride]), box_branch,
+                         mask_pooler, mask_branch)
+    return GeneralizedRCNN(backbone, rpn, roi_heads, transform or ImageTransform(),
+                           num_classes, class_names)
+
+
+def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
+            backbone_weights: str | None = None, trainable_stages: int = 3,
+            box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
+            transform: ImageTransform | None = None) -> GeneralizedRCNN:
+    """ResNet-C4 (stride 16) with res5 as the box head and, for masks, res5's 7x7
+    map (shared weights) upsampled to 14x14 masks: the paper's Table 2c model.
+    ROI operators pool 14x14 for both branches."""
+    res5 = ResNetRes5Head(depth, backbone_weights)
+    return single_level_rcnn(
+        ResNetC4(depth, backbone_weights, trainable_stages), res5, num_classes, masks=masks,
+        mask_head=Res5MaskHead(res5), box_op=box_op or roi_align_op(14),
+        mask_op=mask_op or roi_align_op(14), transform=transform)
+
+
+def c5_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
+            backbone_weights: str | None = None, trainable_stages: int = 3,
+            box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
+            representation_size: int = 1024,
+            transform: ImageTransform | None = None) -> GeneralizedRCNN:
+    """ResNet-C5 (stride 32, the paper's Table 2d setting) with a two-layer MLP
+    box head on 7x7 pooled features."""
+    backbone = ResNetC5(depth, backbone_weights, trainable_stages)
+    head = TwoMLPHead(backbone.out_channels * 49, representation_size)
+    return single_level_rcnn(backbone, head, num_classes, masks=masks, box_op=box_op,
+                             mask_op=mask_op, transform=transform)
+
+
+def vgg16_rcnn(num_classes: int, *, masks: bool = False, backbone_weights: str | None = None,
+               box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
+               transform: ImageTransform | None = None) -> GeneralizedRCNN:
+    """Faster R-CNN's VGG16: conv5_3 (stride 16) and the fc6/fc7 box head."""
+    return single_level_rcnn(VGG16Conv5(backbone_weights), VGG16BoxHead(backbone_weights),
+                             num_classes, masks=masks, box_op=box_op, mask_op=mask_op,
+                             transform=transform)
 
 
 def _output_size(op: RoIOp) -> tuple[int, int]:

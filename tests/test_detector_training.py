@@ -76,3 +76,38 @@ def test_bad_images_are_named():
         model.predict([torch.rand(1, 3, 32, 32)])
     with pytest.raises(TypeError, match=r"images\[0\] must be a float tensor"):
         model.predict([torch.zeros(3, 32, 32, dtype=torch.uint8)])
+
+
+def _op(name):
+    import functools
+
+    import ops
+    if name == "roi_pool":
+        return functools.partial(ops.roi_pool, output_size=14)
+    if name == "roi_warp":
+        return functools.partial(ops.roi_warp, output_size=14, sampling_ratio=2, mode="avg")
+    return functools.partial(ops.roi_align, output_size=14, sampling_ratio=2, aligned=True)
+
+
+VARIANTS = {
+    "c4": lambda op: detector.c4_rcnn(4, depth=18, box_op=op, mask_op=op,
+                                      transform=ImageTransform(min_size=None)),
+    "c5": lambda op: detector.c5_rcnn(4, depth=18, representation_size=128,
+                                      transform=ImageTransform(min_size=None)),
+    "vgg16": lambda op: detector.vgg16_rcnn(4, masks=True, transform=ImageTransform(min_size=None)),
+}
+
+
+@pytest.mark.parametrize("variant, op", [("c4", "roi_pool"), ("c4", "roi_warp"),
+                                         ("c4", "roi_align"), ("c5", None), ("vgg16", None)])
+def test_every_backbone_variant_trains_and_predicts(variant, op):
+    torch.manual_seed(0)
+    model = VARIANTS[variant](_op(op) if op else None)
+    images, targets = zip(*[_sample(), _sample(objects=False)])
+    losses = model.train()(list(images), list(targets))
+    assert {"loss_mask", "loss_classifier"} <= set(losses)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    (result,) = model.eval().predict([images[0]])
+    assert result["boxes"].shape[1] == 4 and result["masks"].shape[1:] == (1, 96, 128)

@@ -1,0 +1,151 @@
+"""Helpers shared by the backbones: frozen BatchNorm, frozen stages, local ImageNet weights.
+
+Weights are only ever read from a local file: nothing here downloads. The file
+holds a torchvision state dict (``torch.save(model.state_dict(), path)``) and is
+read with ``weights_only=True``, so a file that would run code when unpickled is
+refused.
+"""
+
+import os
+import pickle
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+# Keys of the ImageNet classifier, which no backbone keeps.
+CLASSIFIER_PREFIXES = ("fc.", "classifier.")
+
+# A BatchNorm counter with no meaning once the statistics are frozen; files may
+# or may not carry it.
+_BN_COUNTER = "num_batches_tracked"
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.BatchNorm2d`` in ``module`` by a ``FrozenBatchNorm2d``.
+
+    The running statistics and the affine weight and bias are copied, so the
+    output is unchanged in eval mode; afterwards the normalization is a fixed
+    per-channel affine map in train mode too. Children are replaced in place;
+    the return value is ``module``, or its replacement if ``module`` is itself a
+    BatchNorm.
+    """
+    if isinstance(module, nn.BatchNorm2d):
+        return _frozen_copy(module)
+    for name, child in module.named_children():
+        frozen = freeze_batchnorm(child)
+        if frozen is not child:
+            setattr(module, name, frozen)
+    return module
+
+
+def _frozen_copy(bn: nn.BatchNorm2d) -> FrozenBatchNorm2d:
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError(f"cannot freeze {bn}: it tracks no running statistics")
+    frozen = FrozenBatchNorm2d(bn.num_features, eps=bn.eps)
+    frozen.to(device=bn.running_mean.device, dtype=bn.running_mean.dtype)
+    with torch.no_grad():
+        if bn.affine:
+            frozen.weight.copy_(bn.weight)
+            frozen.bias.copy_(bn.bias)
+        frozen.running_mean.copy_(bn.running_mean)
+        frozen.running_var.copy_(bn.running_var)
+    return frozen
+
+
+def freeze_stages(stages: Sequence[nn.Module], num_trainable: int) -> list[nn.Module]:
+    """Keep only the last ``num_trainable`` of ``stages`` trainable.
+
+    ``stages`` are ordered from the input upwards (stem first). The parameters of
+    every earlier stage get ``requires_grad=False``; those of the trainable ones
+    get ``requires_grad=True``. Returns the frozen stages.
+    """
+    if not 0 <= num_trainable <= len(stages):
+        raise ValueError(
+            f"the number of trainable stages must be in 0..{len(stages)}, got {num_trainable}"
+        )
+    num_frozen = len(stages) - num_trainable
+    for index, stage in enumerate(stages):
+        stage.requires_grad_(index >= num_frozen)
+    return list(stages[:num_frozen])
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict of tensors from a local file, refusing anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path} is not a plain state dict of tensors; torch.load(weights_only=True) "
+            f"refused it: {error}"
+        ) from error
+    if not isinstance(state, Mapping) or not all(
+        isinstance(value, torch.Tensor) for value in state.values()
+    ):
+        raise ValueError(
+            f"{path} must hold a state dict (a mapping of names to tensors), "
+            f"got {type(state).__name__}"
+        )
+    return dict(state)
+
+
+def load_local_weights(
+    model: nn.Module,
+    path: str | os.PathLike,
+    skip: Iterable[str] = CLASSIFIER_PREFIXES,
+    rename: Mapping[str, str] | None = None,
+) -> None:
+    """Load an ImageNet state dict from the local file ``path`` into ``model``.
+
+    ``rename`` maps a key prefix in the file to the model's prefix for it
+    (e.g. ``{"classifier.0.": "fc6."}``); keys of the file that then start with
+    one of the ``skip`` prefixes (the parts of the network the model drops) are
+    ignored. Every other key must match the model's exactly, name and shape;
+    otherwise a ValueError lists the missing, unexpected or mismatched keys.
+    """
+    state = read_state_dict(path)
+    if rename:
+        state = {_renamed(key, rename): value for key, value in state.items()}
+    skip = tuple(skip)
+    state = {key: value for key, value in state.items() if not key.startswith(skip)}
+
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith(_BN_COUNTER)]
+    unexpected = [k for k in state if k not in expected and not k.endswith(_BN_COUNTER)]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in state
+        if k in expected and state[k].shape != expected[k].shape
+    ]
+    problems = [
+        f"{label} {len(keys)} keys: {_listed(keys)}"
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch (file vs model) for", mismatched),
+        )
+        if keys
+    ]
+    if problems:
+        raise ValueError(
+            f"weights in {path} do not fit {type(model).__name__}: " + "; ".join(problems)
+        )
+    state = {key: value for key, value in state.items() if key in expected}
+    model.load_state_dict(state, strict=False)
+
+
+def _renamed(key: str, rename: Mapping[str, str]) -> str:
+    for old, new in rename.items():
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
+
+
+def _listed(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown if len(keys) <= limit else f"{shown}, ... ({len(keys) - limit} more)"

@@ -1,0 +1,155 @@
+"""ResNet backbones cut from torchvision's ResNets (18, 34, 50, 101).
+
+``ResNetC4`` ends at res4 (stride 16) and pairs with ``ResNetRes5Head``, the
+res5 stage applied to each pooled ROI, as in the C4 models of the Mask R-CNN
+paper; ``ResNetC5`` ends at res5 (stride 32). Parameter and buffer names follow
+torchvision's (the stem's ``conv1`` and ``bn1`` live under ``stem``), so an
+ImageNet state dict saved from torchvision loads directly.
+
+``norm`` is ``"frozen_bn"`` (every BatchNorm becomes a fixed affine map, the
+usual choice for detection's small per-GPU batches) or ``"bn"`` (BatchNorm
+keeps training in the trainable stages; the frozen stages' BatchNorms are
+frozen all the same).
+"""
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torchvision.models import resnet18, resnet34, resnet50, resnet101
+
+from .frozen import freeze_batchnorm, freeze_stages, load_local_weights
+
+_RESNETS = {18: resnet18, 34: resnet34, 50: resnet50, 101: resnet101}
+_NORMS = ("frozen_bn", "bn")
+
+# torchvision keeps the stem's conv1 and bn1 at the top level.
+_STEM_RENAME = {"conv1.": "stem.conv1.", "bn1.": "stem.bn1."}
+
+
+def _torchvision_resnet(depth: int, norm: str) -> nn.Module:
+    if depth not in _RESNETS:
+        raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth!r}")
+    if norm not in _NORMS:
+        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    return _RESNETS[depth](weights=None)
+
+
+class _ResNetTrunk(nn.Module):
+    """The stem and residual stages ``layer1..layer{num_layers}`` of a torchvision ResNet."""
+
+    def __init__(
+        self,
+        depth: int,
+        num_layers: int,
+        out_name: str,
+        weights_path: str | None,
+        trainable_stages: int,
+        norm: str,
+    ):
+        super().__init__()
+        if not 0 <= trainable_stages <= num_layers + 1:
+            raise ValueError(
+                f"trainable_stages must be in 0..{num_layers + 1}, got {trainable_stages!r}"
+            )
+        net = _torchvision_resnet(depth, norm)
+        self.stem = nn.Sequential(
+            OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool)
+        )
+        self._layer_names = [f"layer{i}" for i in range(1, num_layers + 1)]
+        for name in self._layer_names:
+            self.add_module(name, getattr(net, name))
+        self._out_name = out_name
+        self.out_channels = net.fc.in_features // 2 ** (4 - num_layers)
+        self.strides = {out_name: 2 ** (num_layers + 1)}
+
+        if weights_path is not None:
+            dropped = tuple(f"layer{i}." for i in range(num_layers + 1, 5))
+            load_local_weights(self, weights_path, skip=("fc.", *dropped), rename=_STEM_RENAME)
+        stages = [self.stem, *(getattr(self, name) for name in self._layer_names)]
+        frozen = freeze_stages(stages, trainable_stages)
+        for stage in stages if norm == "frozen_bn" else frozen:
+            freeze_batchnorm(stage)
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        x = self.stem(x)
+        for name in self._layer_names:
+            x = getattr(self, name)(x)
+        return OrderedDict([(self._out_name, x)])
+
+
+class ResNetC4(_ResNetTrunk):
+    """ResNet up to res4 (``layer3``): ``{"res4": [B, C, H/16, W/16]}``.
+
+    Args:
+        depth: 18, 34, 50 or 101.
+        weights_path: local file with a torchvision ImageNet state dict of that
+            depth, or None for random initialization. Nothing is downloaded.
+        trainable_stages: how many stages train, counted from the top
+            (layer3, layer2, layer1, stem), 0..4; the others are frozen.
+        norm: ``"frozen_bn"`` or ``"bn"`` (see the module docstring).
+
+    ``out_channels`` is 256 for depth 18/34 and 1024 for 50/101.
+    """
+
+    def __init__(
+        self,
+        depth: int = 50,
+        weights_path: str | None = None,
+        trainable_stages: int = 3,
+        norm: str = "frozen_bn",
+    ):
+        super().__init__(depth, 3, "res4", weights_path, trainable_stages, norm)
+
+
+class ResNetC5(_ResNetTrunk):
+    """ResNet up to res5 (``layer4``): ``{"res5": [B, C, H/32, W/32]}``.
+
+    Args as for ``ResNetC4``, except that ``trainable_stages`` counts
+    (layer4, layer3, layer2, layer1, stem) and so runs 0..5.
+
+    ``out_channels`` is 512 for depth 18/34 and 2048 for 50/101.
+    """
+
+    def __init__(
+        self,
+        depth: int = 50,
+        weights_path: str | None = None,
+        trainable_stages: int = 3,
+        norm: str = "frozen_bn",
+    ):
+        super().__init__(depth, 4, "res5", weights_path, trainable_stages, norm)
+
+
+class ResNetRes5Head(nn.Module):
+    """The C4 box head: res5 (``layer4``) applied to pooled ROI features.
+
+    Takes ``[K, C_res4, 14, 14]`` (the output of ``ResNetC4`` pooled per ROI);
+    the first block of res5 has stride 2, so the map becomes
+    ``[K, C_res5, 7, 7]``, which is then average pooled to ``[K, C_res5]``.
+    ``forward(x, pool=False)`` returns the 7x7 map instead (the C4 mask head
+    works on it).
+
+    Args:
+        depth: 18, 34, 50 or 101; must match the ``ResNetC4`` it follows.
+        weights_path: local torchvision ImageNet state dict (its ``layer4.*``
+            keys are used), or None.
+        norm: ``"frozen_bn"`` or ``"bn"``. The head is always trainable.
+
+    ``out_channels`` is 512 for depth 18/34 and 2048 for 50/101.
+    """
+
+    def __init__(self, depth: int = 50, weights_path: str | None = None, norm: str = "frozen_bn"):
+        super().__init__()
+        net = _torchvision_resnet(depth, norm)
+        self.layer4 = net.layer4
+        self.out_channels = net.fc.in_features
+        if weights_path is not None:
+            trunk = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "fc.")
+            load_local_weights(self, weights_path, skip=trunk)
+        if norm == "frozen_bn":
+            freeze_batchnorm(self)
+
+    def forward(self, x: torch.Tensor, pool: bool = True) -> torch.Tensor:
+        x = self.layer4(x)
+        return x.mean(dim=(2, 3)) if pool else x
