@@ -29,14 +29,14 @@ def roi_align_op(output_size: int, sampling_ratio: int = 2, aligned: bool = Fals
 
 def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
              backbone_weights: str | None = None, trainable_stages: int = 3,
-             box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
+             norm: str = "frozen_bn", box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
              transform: ImageTransform | None = None,
              class_names: list[str] | None = None) -> GeneralizedRCNN:
     """Faster R-CNN (masks=False) or Mask R-CNN with a ResNet-FPN backbone, in
     the configuration of torchvision's ``*_resnet50_fpn`` models. ``box_op`` /
     ``mask_op`` choose the ROI operators (default: roi_align, 7x7 / 14x14,
     2 samples per bin, aligned=False)."""
-    backbone = ResNetFPN(depth, backbone_weights, trainable_stages)
+    backbone = ResNetFPN(depth, backbone_weights, trainable_stages, norm)
     anchors = AnchorGenerator([(32,), (64,), (128,), (256,), (512,)], [(0.5, 1.0, 2.0)] * 5)
     rpn = RegionProposalNetwork(anchors, RPNHead(backbone.out_channels,
                                                  anchors.num_anchors_per_location()[0]))
@@ -101,26 +101,27 @@ def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int
 
 def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
             backbone_weights: str | None = None, trainable_stages: int = 3,
-            box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
+            norm: str = "frozen_bn", box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
             transform: ImageTransform | None = None) -> GeneralizedRCNN:
     """ResNet-C4 (stride 16) with res5 as the box head and, for masks, res5's 7x7
     map (shared weights) upsampled to 14x14 masks: the paper's Table 2c model.
-    ROI operators pool 14x14 for both branches."""
-    res5 = ResNetRes5Head(depth, backbone_weights)
+    ROI operators pool 14x14 for both branches. ``norm="bn"`` keeps BatchNorm
+    training (for training without ImageNet weights)."""
+    res5 = ResNetRes5Head(depth, backbone_weights, norm)
     return single_level_rcnn(
-        ResNetC4(depth, backbone_weights, trainable_stages), res5, num_classes, masks=masks,
+        ResNetC4(depth, backbone_weights, trainable_stages, norm), res5, num_classes, masks=masks,
         mask_head=Res5MaskHead(res5), box_op=box_op or roi_align_op(14),
         mask_op=mask_op or roi_align_op(14), transform=transform)
 
 
 def c5_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
             backbone_weights: str | None = None, trainable_stages: int = 3,
-            box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
+            norm: str = "frozen_bn", box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
             representation_size: int = 1024,
             transform: ImageTransform | None = None) -> GeneralizedRCNN:
     """ResNet-C5 (stride 32, the paper's Table 2d setting) with a two-layer MLP
     box head on 7x7 pooled features."""
-    backbone = ResNetC5(depth, backbone_weights, trainable_stages)
+    backbone = ResNetC5(depth, backbone_weights, trainable_stages, norm)
     head = TwoMLPHead(backbone.out_channels * 49, representation_size)
     return single_level_rcnn(backbone, head, num_classes, masks=masks, box_op=box_op,
                              mask_op=mask_op, transform=transform)
