@@ -1,0 +1,83 @@
+"""COCO evaluation (pycocotools' COCOeval) of detections, for boxes and masks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def to_coco_results(detections: Sequence[Mapping[str, torch.Tensor]], image_ids: Sequence[int],
+                    label_to_category: Mapping[int, int],
+                    mask_threshold: float = 0.5) -> list[dict]:
+    """Per-image detections (boxes x1y1x2y2, labels, scores, optional masks
+    [N, 1, H, W] probabilities) → COCO result entries: bbox as [x, y, w, h],
+    the category id of each label, and the mask binarized at mask_threshold as
+    RLE."""
+    results = []
+    for det, image_id in zip(detections, image_ids):
+        boxes = det["boxes"].detach().cpu().to(torch.float64)
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+        labels = det["labels"].tolist()
+        scores = det["scores"].tolist()
+        rles = None
+        if "masks" in det:
+            binary = (det["masks"][:, 0] >= mask_threshold).cpu().numpy().astype(np.uint8)
+            rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+        for j, (box, label, score) in enumerate(zip(xywh, labels, scores)):
+            if label not in label_to_category:
+                raise ValueError(f"image {image_id}: label {label} has no COCO category")
+            entry = {"image_id": int(image_id), "category_id": int(label_to_category[label]),
+                     "bbox": [round(v, 3) for v in box], "score": float(score)}
+            if rles is not None:
+                rle = dict(rles[j])
+                rle["counts"] = rle["counts"].decode("ascii")
+                entry["segmentation"] = rle
+            results.append(entry)
+    return results
+
+
+def evaluate(coco_gt: COCO, results: list[dict], iou_types: Sequence[str] = ("bbox", "segm"),
+             image_ids: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
+    """COCO metrics {iou_type: {AP, AP50, AP75, APs, APm, APl}} in [0, 1].
+
+    Restricted to ``image_ids`` when given (default: every image of coco_gt).
+    No detections at all scores 0 (COCOeval cannot load an empty result list).
+    """
+    metrics = {}
+    for iou_type in iou_types:
+        if iou_type not in ("bbox", "segm"):
+            raise ValueError(f"evaluate: iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+        if iou_type == "segm" and results and "segmentation" not in results[0]:
+            raise ValueError("evaluate: 'segm' needs masks in the results")
+        if not results:
+            metrics[iou_type] = dict.fromkeys(METRICS, 0.0)
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_dt = coco_gt.loadRes(results)
+            evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+            if image_ids is not None:
+                evaluator.params.imgIds = sorted(int(i) for i in image_ids)
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        # COCOeval reports -1 where a size range has no ground truth.
+        metrics[iou_type] = {name: float(value) for name, value in zip(METRICS, evaluator.stats)}
+    return metrics
+
+
+def format_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
+    """A Markdown table of the metrics, in percent (-1: no ground truth in that range)."""
+    lines = ["| type | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for iou_type, values in metrics.items():
+        cells = [f"{100 * values[m]:.1f}" if values[m] >= 0 else "-" for m in METRICS]
+        lines.append(f"| {iou_type} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
