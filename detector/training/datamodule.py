@@ -1,0 +1,59 @@
+"""LightningDataModule over COCO-format datasets (the synthetic one included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from ..data.coco import CocoInstances, collate, detection_transforms
+
+
+class CocoDataModule(pl.LightningDataModule):
+    """Train / val / test splits, each an (images folder, annotation json) pair.
+
+    Args:
+        train, val, test: dicts with ``images`` and ``annotations`` paths
+            (test defaults to val).
+        min_size, max_size: resize of the shorter / longer side (data pipeline).
+        batch_size, num_workers: loader settings (evaluation uses batch_size too).
+    """
+
+    def __init__(self, train: dict, val: dict, test: dict | None = None, min_size: int = 256,
+                 max_size: int = 426, batch_size: int = 2, num_workers: int = 0):
+        super().__init__()
+        self.splits = {"train": train, "val": val, "test": test or val}
+        for stage, split in self.splits.items():
+            missing = {"images", "annotations"} - set(split)
+            if missing:
+                raise ValueError(f"data split '{stage}' needs {sorted(missing)}")
+        self.min_size, self.max_size = min_size, max_size
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self._datasets: dict[str, CocoInstances] = {}
+
+    def dataset(self, stage: str) -> CocoInstances:
+        if stage not in self._datasets:
+            split = self.splits[stage]
+            transforms = detection_transforms(stage == "train", self.min_size, self.max_size)
+            self._datasets[stage] = CocoInstances(Path(split["images"]),
+                                                  Path(split["annotations"]), transforms)
+        return self._datasets[stage]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.dataset("train").class_names
+
+    def _loader(self, stage: str) -> DataLoader:
+        return DataLoader(self.dataset(stage), batch_size=self.batch_size,
+                          shuffle=stage == "train", num_workers=self.num_workers,
+                          collate_fn=collate, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader("train")
+
+    def val_dataloader(self):
+        return self._loader("val")
+
+    def test_dataloader(self):
+        return self._loader("test")

@@ -1,0 +1,130 @@
+"""LightningModule for Faster/Mask R-CNN: SGD with warmup and decay, every
+loss logged, COCO evaluation (bbox and segm) in validation and test, gathered
+across processes with each image counted once."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+
+from ..evaluation import evaluate, to_coco_results
+from ..rcnn import GeneralizedRCNN
+
+
+def warmup_then_decay(warmup_steps: int, total_steps: int, decay: str = "cosine",
+                      milestones: tuple[float, ...] = (0.67, 0.89), gamma: float = 0.1,
+                      warmup_factor: float = 0.001) -> Callable[[int], float]:
+    """LR multiplier per step: linear warmup from warmup_factor, then cosine
+    decay to 0 or steps of ``gamma`` at the given fractions of training."""
+    if decay not in ("cosine", "step"):
+        raise ValueError(f"decay must be 'cosine' or 'step', got {decay!r}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            alpha = step / max(warmup_steps, 1)
+            return warmup_factor * (1 - alpha) + alpha
+        if decay == "cosine":
+            progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return gamma ** sum(step >= m * total_steps for m in milestones)
+
+    return factor
+
+
+class DetectionModule(pl.LightningModule):
+    """Trains and evaluates a GeneralizedRCNN.
+
+    Args:
+        model: the detector.
+        lr, momentum, weight_decay: SGD.
+        warmup_steps, decay: the schedule (see warmup_then_decay); the total
+            number of steps comes from the trainer.
+        coco_gt: a callable returning (COCO ground truth, label_to_category)
+            for "val" / "test", usually the datamodule's.
+    """
+
+    def __init__(self, model: GeneralizedRCNN, lr: float = 0.02, momentum: float = 0.9,
+                 weight_decay: float = 1e-4, warmup_steps: int = 100, decay: str = "cosine"):
+        super().__init__()
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+        self._results: list[dict] = []
+        self._image_ids: list[int] = []
+
+    def forward(self, images):
+        return self.model(images)
+
+    def training_step(self, batch, batch_idx):
+        images, targets = batch
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=len(images))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        return loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=self.hparams.lr, momentum=self.hparams.momentum,
+                                    weight_decay=self.hparams.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        schedule = warmup_then_decay(self.hparams.warmup_steps, total, self.hparams.decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # evaluation -----------------------------------------------------------
+    def _eval_step(self, batch):
+        images, targets = batch
+        detections = self.model(images)
+        dataset = self._dataset()
+        ids = [int(t["image_id"]) for t in targets]
+        self._results.extend(to_coco_results(detections, ids, dataset.label_to_category))
+        self._image_ids.extend(ids)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self):
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self):
+        self._log_metrics("test")
+
+    def _dataset(self):
+        stage = "test" if self.trainer.testing else "val"
+        return self.trainer.datamodule.dataset(stage)
+
+    def _gathered(self) -> tuple[list[dict], list[int]]:
+        """Every process's results, each image once (a distributed sampler
+        repeats images to even out the shards)."""
+        results, image_ids = self._results, self._image_ids
+        self._results, self._image_ids = [], []
+        if not (dist.is_available() and dist.is_initialized()):
+            return results, sorted(set(image_ids))
+        shards = [None] * dist.get_world_size()
+        dist.all_gather_object(shards, (results, image_ids))
+        seen, merged = set(), []
+        for shard_results, shard_ids in shards:
+            new = set(shard_ids) - seen
+            merged.extend(r for r in shard_results if r["image_id"] in new)
+            seen |= new
+        return merged, sorted(seen)
+
+    def _log_metrics(self, stage: str):
+        results, image_ids = self._gathered()
+        if self.trainer.sanity_checking:
+            return
+        dataset = self._dataset()
+        iou_types = ("bbox", "segm") if self.model.roi_heads.has_masks else ("bbox",)
+        metrics = evaluate(dataset.coco, results, iou_types, image_ids)
+        self.metrics = {stage: metrics}
+        flat = {f"{stage}/{t}_{name}": value for t, values in metrics.items()
+                for name, value in values.items()}
+        # identical on every process (same gathered results), so no reduction
+        self.log_dict(flat, rank_zero_only=False, sync_dist=False)

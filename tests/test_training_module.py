@@ -1,0 +1,68 @@
+"""The LightningModule and DataModule: a few steps of training and a COCO
+evaluation on a tiny dataset written here."""
+
+import json
+import math
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+import pytorch_lightning as pl
+import torch
+from torchvision.io import write_png
+
+import detector
+from detector.training import CocoDataModule, DetectionModule, warmup_then_decay
+from detector.transform import ImageTransform
+from shapes import shapes_dataset
+
+
+def write_coco(root, samples):
+    images, annotations = [], []
+    (root / "images").mkdir(parents=True)
+    for image_id, (image, target) in enumerate(samples, start=1):
+        write_png((image * 255).round().to(torch.uint8), str(root / "images" / f"{image_id}.png"))
+        images.append({"id": image_id, "file_name": f"{image_id}.png",
+                       "height": image.shape[1], "width": image.shape[2]})
+        for box, label, mask in zip(target["boxes"], target["labels"], target["masks"]):
+            rle = mask_utils.encode(np.asfortranarray(mask.numpy()))
+            rle["counts"] = rle["counts"].decode("ascii")
+            x1, y1, x2, y2 = box.tolist()
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": int(label), "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                "area": int(mask.sum()), "iscrowd": 0, "segmentation": rle})
+    path = root / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "rectangle"},
+                                               {"id": 2, "name": "ellipse"}]}))
+    return {"images": str(root / "images"), "annotations": str(path)}
+
+
+def test_fit_and_validate_log_losses_and_coco_metrics(tmp_path):
+    split = write_coco(tmp_path / "data", shapes_dataset(count=3))
+    data = CocoDataModule(split, split, min_size=96, max_size=128, batch_size=2)
+    torch.manual_seed(0)
+    model = detector.fpn_rcnn(3, depth=18, norm="bn", transform=ImageTransform(min_size=None))
+    module = DetectionModule(model, lr=0.005, warmup_steps=2)
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, num_sanity_val_steps=0,
+                         default_root_dir=tmp_path)
+    trainer.fit(module, data)
+    assert "train/loss_mask" in trainer.logged_metrics
+    (metrics,) = trainer.validate(module, data, verbose=False)
+    for iou_type in ("bbox", "segm"):
+        for name in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
+            assert -1.0 <= metrics[f"val/{iou_type}_{name}"] <= 1.0
+
+
+def test_warmup_then_decay_schedule():
+    cosine = warmup_then_decay(10, 110, "cosine", warmup_factor=0.1)
+    assert cosine(0) == pytest.approx(0.1)
+    assert cosine(5) == pytest.approx(0.55)
+    assert cosine(10) == pytest.approx(1.0)
+    assert cosine(60) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert cosine(110) == pytest.approx(0.0)
+    step = warmup_then_decay(0, 100, "step", milestones=(0.5, 0.9), gamma=0.1)
+    assert [step(s) for s in (0, 49, 50, 89, 90)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    with pytest.raises(ValueError, match="decay must be 'cosine' or 'step', got 'linear'"):
+        warmup_then_decay(1, 10, "linear")
