@@ -1,14 +1,15 @@
-"""Ready-made assemblies of the parts (the Hydra configs build the same trees)."""
+"""Ready-made assemblies of the parts, for the usual architectures."""
 
 from __future__ import annotations
 
 import functools
 
+import torch
+from torch import nn
+
 import ops
 
 from .anchors import AnchorGenerator
-from torch import nn
-
 from .backbones import ResNetC4, ResNetC5, ResNetFPN, ResNetRes5Head, VGG16BoxHead, VGG16Conv5
 from .poolers import Pooler, RoIOp
 from .rcnn import GeneralizedRCNN
@@ -137,7 +138,6 @@ def vgg16_rcnn(num_classes: int, *, masks: bool = False, backbone_weights: str |
 
 
 def _output_size(op: RoIOp) -> tuple[int, int]:
-    import torch
-
+    """The (h, w) an ROI op pools to, read off a call with no boxes."""
     probe = op(torch.zeros(1, 1, 1, 1), torch.zeros(0, 5), spatial_scale=1.0)
     return tuple(probe.shape[-2:])
