@@ -3,6 +3,8 @@ read through pycocotools, with torchvision.transforms.v2 pipelines."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import warnings
 from collections.abc import Callable
@@ -73,7 +75,7 @@ class CocoInstances(Dataset):
         _check_annotations(self.annotations_file, data)
         self.coco = COCO()
         self.coco.dataset = data
-        with warnings.catch_warnings():
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             self.coco.createIndex()
         self.image_ids = sorted(self.coco.imgs)
         self.category_ids = sorted(self.coco.cats)

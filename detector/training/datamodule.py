@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from ..data.coco import CocoInstances, collate, detection_transforms
+from ..data.synthetic import CATEGORIES, make_synthetic_coco
 
 
 class CocoDataModule(pl.LightningDataModule):
@@ -57,3 +58,20 @@ class CocoDataModule(pl.LightningDataModule):
 
     def test_dataloader(self):
         return self._loader("test")
+
+
+def synthetic_datamodule(root: str, num_train: int = 200, num_val: int = 50,
+                         image_size: tuple[int, int] = (256, 320), object_size: str = "mixed",
+                         seed: int = 0, num_classes: int | None = None,
+                         **loader) -> CocoDataModule:
+    """The built-in synthetic shapes, written once under ``root``: a train split
+    and a val split (also used as test) drawn with different images."""
+    if num_classes is not None and num_classes != len(CATEGORIES) + 1:
+        raise ValueError(f"the synthetic data has {len(CATEGORIES)} classes + background, "
+                         f"so num_classes must be {len(CATEGORIES) + 1}, got {num_classes}")
+    splits = {}
+    for split, count in (("train", num_train), ("val", num_val)):
+        images, annotations = make_synthetic_coco(root, split, count, tuple(image_size),
+                                                  object_size, seed=seed)
+        splits[split] = {"images": str(images), "annotations": str(annotations)}
+    return CocoDataModule(splits["train"], splits["val"], **loader)
