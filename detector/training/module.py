@@ -35,6 +35,22 @@ def warmup_then_decay(warmup_steps: int, total_steps: int, decay: str = "cosine"
     return factor
 
 
+def gather_results(results: list[dict], image_ids: list[int]) -> tuple[list[dict], list[int]]:
+    """Every process's COCO results and image ids, each image once: a
+    distributed sampler repeats images to even out the shards, and an image's
+    results are kept from the first process that has it."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return results, sorted(set(image_ids))
+    shards = [None] * dist.get_world_size()
+    dist.all_gather_object(shards, (results, image_ids))
+    seen, merged = set(), []
+    for shard_results, shard_ids in shards:
+        new = set(shard_ids) - seen
+        merged.extend(r for r in shard_results if r["image_id"] in new)
+        seen |= new
+    return merged, sorted(seen)
+
+
 class DetectionModule(pl.LightningModule):
     """Trains and evaluates a GeneralizedRCNN.
 
@@ -101,20 +117,9 @@ class DetectionModule(pl.LightningModule):
         return self.trainer.datamodule.dataset(stage)
 
     def _gathered(self) -> tuple[list[dict], list[int]]:
-        """Every process's results, each image once (a distributed sampler
-        repeats images to even out the shards)."""
         results, image_ids = self._results, self._image_ids
         self._results, self._image_ids = [], []
-        if not (dist.is_available() and dist.is_initialized()):
-            return results, sorted(set(image_ids))
-        shards = [None] * dist.get_world_size()
-        dist.all_gather_object(shards, (results, image_ids))
-        seen, merged = set(), []
-        for shard_results, shard_ids in shards:
-            new = set(shard_ids) - seen
-            merged.extend(r for r in shard_results if r["image_id"] in new)
-            seen |= new
-        return merged, sorted(seen)
+        return gather_results(results, image_ids)
 
     def _log_metrics(self, stage: str):
         results, image_ids = self._gathered()
