@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -28,31 +29,49 @@ def roi_align_op(output_size: int, sampling_ratio: int = 2, aligned: bool = Fals
                              sampling_ratio=sampling_ratio, aligned=aligned, mode=mode)
 
 
+FPN_ANCHOR_SIZES = (32, 64, 128, 256, 512)
+
+
 def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
              backbone_weights: str | None = None, trainable_stages: int = 3,
              norm: str = "frozen_bn", box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
+             fpn_channels: int = 256, representation_size: int = 1024,
+             mask_channels: int = 256, head_norm: bool = False,
+             anchor_sizes: Sequence[int] = FPN_ANCHOR_SIZES, rpn: dict | None = None, roi_heads: dict | None = None,
              transform: ImageTransform | None = None,
              class_names: list[str] | None = None) -> GeneralizedRCNN:
-    """Faster R-CNN (masks=False) or Mask R-CNN with a ResNet-FPN backbone, in
-    the configuration of torchvision's ``*_resnet50_fpn`` models. ``box_op`` /
-    ``mask_op`` choose the ROI operators (default: roi_align, 7x7 / 14x14,
-    2 samples per bin, aligned=False)."""
-    backbone = ResNetFPN(depth, backbone_weights, trainable_stages, norm)
-    anchors = AnchorGenerator([(32,), (64,), (128,), (256,), (512,)], [(0.5, 1.0, 2.0)] * 5)
-    rpn = RegionProposalNetwork(anchors, RPNHead(backbone.out_channels,
-                                                 anchors.num_anchors_per_location()[0]))
+    """Faster R-CNN (masks=False) or Mask R-CNN with a ResNet-FPN backbone, by
+    default in the configuration of torchvision's ``*_resnet50_fpn`` models.
+
+    ``box_op`` / ``mask_op`` choose the ROI operators (default: roi_align,
+    7x7 / 14x14, 2 samples per bin, aligned=False). The widths (FPN channels,
+    box MLP, mask convolutions) and the anchor sizes (one per level, P2-P6)
+    size the model down for small images or a CPU; ``head_norm=True`` adds
+    BatchNorm to the pyramid, the box MLP and the mask convolutions, which
+    training from scratch needs to converge quickly; ``rpn`` / ``roi_heads``
+    pass keyword arguments on to RegionProposalNetwork / ROIHeads (e.g.
+    ``{"batch_size_per_image": 128}``)."""
+    if len(anchor_sizes) != len(FPN_ANCHOR_SIZES):
+        raise ValueError(f"anchor_sizes needs one size per level P2-P6 "
+                         f"({len(FPN_ANCHOR_SIZES)}), got {list(anchor_sizes)}")
+    backbone = ResNetFPN(depth, backbone_weights, trainable_stages, norm, fpn_channels,
+                         fpn_norm=head_norm)
+    anchors = AnchorGenerator([(int(s),) for s in anchor_sizes], [(0.5, 1.0, 2.0)] * 5)
+    proposal_net = RegionProposalNetwork(
+        anchors, RPNHead(fpn_channels, anchors.num_anchors_per_location()[0]), **(rpn or {}))
     box_op = box_op or roi_align_op(7)
     box_size = _output_size(box_op)
-    box_branch = BoxBranch(TwoMLPHead(backbone.out_channels * box_size[0] * box_size[1], 1024),
-                           BoxPredictor(1024, num_classes))
+    box_branch = BoxBranch(TwoMLPHead(fpn_channels * box_size[0] * box_size[1],
+                                      representation_size, norm=head_norm),
+                           BoxPredictor(representation_size, num_classes))
     mask_pooler = mask_branch = None
     if masks:
         mask_pooler = Pooler(mask_op or roi_align_op(14), PYRAMID_STRIDES)
-        mask_branch = MaskBranch(MaskHead(backbone.out_channels, (256, 256, 256, 256)),
-                                 MaskPredictor(256, 256, num_classes))
-    roi_heads = ROIHeads(PYRAMID, Pooler(box_op, PYRAMID_STRIDES), box_branch,
-                         mask_pooler, mask_branch)
-    return GeneralizedRCNN(backbone, rpn, roi_heads, transform or ImageTransform(),
+        mask_branch = MaskBranch(MaskHead(fpn_channels, (mask_channels,) * 4, norm=head_norm),
+                                 MaskPredictor(mask_channels, mask_channels, num_classes))
+    heads = ROIHeads(PYRAMID, Pooler(box_op, PYRAMID_STRIDES), box_branch,
+                     mask_pooler, mask_branch, **(roi_heads or {}))
+    return GeneralizedRCNN(backbone, proposal_net, heads, transform or ImageTransform(),
                            num_classes, class_names)
 
 
@@ -69,72 +88,83 @@ class Res5MaskHead(nn.Module):
         return self.res5(x, pool=False)
 
 
-SINGLE_LEVEL_ANCHORS = dict(sizes=[(32, 64, 128, 256, 512)], aspect_ratios=[(0.5, 1.0, 2.0)])
+SINGLE_LEVEL_ANCHOR_SIZES = (32, 64, 128, 256, 512)
 
 
 def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int, *,
                       masks: bool = True, mask_head: nn.Module | None = None,
                       box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
+                      mask_channels: int = 256,
+                      anchor_sizes: Sequence[int] = SINGLE_LEVEL_ANCHOR_SIZES,
+                      rpn: dict | None = None, roi_heads: dict | None = None,
                       transform: ImageTransform | None = None,
                       class_names: list[str] | None = None) -> GeneralizedRCNN:
     """Faster/Mask R-CNN on a backbone with one feature map (C4, C5, VGG16), the
     setting of the Mask R-CNN paper's ROI operator ablations. ``box_head`` maps
     pooled features to vectors; ``mask_head`` maps pooled features to a map
-    (default: four 3x3 convolutions)."""
+    (default: four 3x3 convolutions of ``mask_channels``). ``anchor_sizes``
+    are all on the one map; ``rpn`` / ``roi_heads`` pass keyword arguments on
+    to RegionProposalNetwork / ROIHeads."""
     (name,) = backbone.strides
     stride = backbone.strides[name]
-    anchors = AnchorGenerator(**SINGLE_LEVEL_ANCHORS)
-    rpn = RegionProposalNetwork(
+    anchors = AnchorGenerator([tuple(int(s) for s in anchor_sizes)], [(0.5, 1.0, 2.0)])
+    rpn_args = dict(pre_nms_top_n={"training": 12000, "testing": 6000},
+                    post_nms_top_n={"training": 2000, "testing": 1000})
+    rpn_args.update(rpn or {})
+    proposal_net = RegionProposalNetwork(
         anchors, RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
-        pre_nms_top_n={"training": 12000, "testing": 6000},
-        post_nms_top_n={"training": 2000, "testing": 1000})
+        **rpn_args)
     box_branch = BoxBranch(box_head, BoxPredictor(box_head.out_channels, num_classes))
     mask_pooler = mask_branch = None
     if masks:
-        mask_head = mask_head or MaskHead(backbone.out_channels, (256, 256, 256, 256))
+        mask_head = mask_head or MaskHead(backbone.out_channels, (mask_channels,) * 4)
         mask_pooler = Pooler(mask_op or roi_align_op(14), [stride])
-        mask_branch = MaskBranch(mask_head, MaskPredictor(mask_head.out_channels, 256, num_classes))
-    roi_heads = ROIHeads([name], Pooler(box_op or roi_align_op(7), [stride]), box_branch,
-                         mask_pooler, mask_branch)
-    return GeneralizedRCNN(backbone, rpn, roi_heads, transform or ImageTransform(),
+        mask_branch = MaskBranch(mask_head, MaskPredictor(mask_head.out_channels, mask_channels,
+                                                          num_classes))
+    heads = ROIHeads([name], Pooler(box_op or roi_align_op(7), [stride]), box_branch,
+                     mask_pooler, mask_branch, **(roi_heads or {}))
+    return GeneralizedRCNN(backbone, proposal_net, heads, transform or ImageTransform(),
                            num_classes, class_names)
 
 
 def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
             backbone_weights: str | None = None, trainable_stages: int = 3,
             norm: str = "frozen_bn", box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
-            transform: ImageTransform | None = None) -> GeneralizedRCNN:
+            **heads) -> GeneralizedRCNN:
     """ResNet-C4 (stride 16) with res5 as the box head and, for masks, res5's 7x7
     map (shared weights) upsampled to 14x14 masks: the paper's Table 2c model.
     ROI operators pool 14x14 for both branches. ``norm="bn"`` keeps BatchNorm
-    training (for training without ImageNet weights)."""
+    training (for training without ImageNet weights). ``heads``: the keyword
+    arguments of single_level_rcnn (anchor_sizes, rpn, roi_heads, transform,
+    class_names)."""
     res5 = ResNetRes5Head(depth, backbone_weights, norm)
     return single_level_rcnn(
         ResNetC4(depth, backbone_weights, trainable_stages, norm), res5, num_classes, masks=masks,
         mask_head=Res5MaskHead(res5), box_op=box_op or roi_align_op(14),
-        mask_op=mask_op or roi_align_op(14), transform=transform)
+        mask_op=mask_op or roi_align_op(14), **heads)
 
 
 def c5_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
             backbone_weights: str | None = None, trainable_stages: int = 3,
             norm: str = "frozen_bn", box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
-            representation_size: int = 1024,
-            transform: ImageTransform | None = None) -> GeneralizedRCNN:
+            representation_size: int = 1024, **heads) -> GeneralizedRCNN:
     """ResNet-C5 (stride 32, the paper's Table 2d setting) with a two-layer MLP
-    box head on 7x7 pooled features."""
+    box head on the pooled features. ``heads`` as for c4_rcnn (plus
+    mask_channels)."""
     backbone = ResNetC5(depth, backbone_weights, trainable_stages, norm)
-    head = TwoMLPHead(backbone.out_channels * 49, representation_size)
+    box_size = _output_size(box_op or roi_align_op(7))
+    head = TwoMLPHead(backbone.out_channels * box_size[0] * box_size[1], representation_size)
     return single_level_rcnn(backbone, head, num_classes, masks=masks, box_op=box_op,
-                             mask_op=mask_op, transform=transform)
+                             mask_op=mask_op, **heads)
 
 
 def vgg16_rcnn(num_classes: int, *, masks: bool = False, backbone_weights: str | None = None,
                box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
-               transform: ImageTransform | None = None) -> GeneralizedRCNN:
-    """Faster R-CNN's VGG16: conv5_3 (stride 16) and the fc6/fc7 box head."""
+               **heads) -> GeneralizedRCNN:
+    """Faster R-CNN's VGG16: conv5_3 (stride 16) and the fc6/fc7 box head (7x7
+    pooling). ``heads`` as for c5_rcnn."""
     return single_level_rcnn(VGG16Conv5(backbone_weights), VGG16BoxHead(backbone_weights),
-                             num_classes, masks=masks, box_op=box_op, mask_op=mask_op,
-                             transform=transform)
+                             num_classes, masks=masks, box_op=box_op, mask_op=mask_op, **heads)
 
 
 def _output_size(op: RoIOp) -> tuple[int, int]:

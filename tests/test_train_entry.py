@@ -1,10 +1,14 @@
-"""train.py's configs compose, and a few-step run on a tiny synthetic set
-writes results.json and a checkpoint."""
+"""train.py's runs on a tiny synthetic set: a few steps write results.json and
+a checkpoint; a checkpoint evaluates alone (train=false); an interrupted run
+saves where it stopped and, resumed, ends exactly as an uninterrupted one."""
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
@@ -14,10 +18,10 @@ from detector.training import train
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
 
-def _cfg(tmp_path, *overrides):
+def _cfg(tmp_path, *overrides, run="run"):
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose("train", overrides=[
-            f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.output_dir={tmp_path / run}", f"paths.data_dir={tmp_path / 'data'}",
             f"paths.log_dir={tmp_path / 'logs'}", "data.num_train=4", "data.num_val=2",
             "data.image_size=[96,128]", "data.min_size=96", "data.max_size=128",
             "data.batch_size=2", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
@@ -37,3 +41,60 @@ def test_few_step_run_writes_results_and_checkpoint(tmp_path, roi_op):
     assert set(metrics) == {"bbox", "segm"}
     assert set(metrics["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_evaluate_a_checkpoint_alone(tmp_path):
+    trained = train(_cfg(tmp_path))
+    best = json.loads((tmp_path / "run" / "results.json").read_text())["checkpoint"]
+    assert best and Path(best).is_file()
+    evaluated = train(_cfg(tmp_path, "train=false", f"ckpt_path={best}", run="eval"))
+    assert evaluated == trained
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["metrics"] == trained
+
+
+def test_evaluate_needs_a_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="train=false needs ckpt_path"):
+        train(_cfg(tmp_path, "train=false"))
+    with pytest.raises(FileNotFoundError, match="ckpt_path=.*missing.ckpt"):
+        train(_cfg(tmp_path, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
+
+
+class SignalAtStep(pl.Callback):
+    """Sends this process SIGINT (as Ctrl+C would) while training step ``step``
+    runs (steps count from 1)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.step - 1:
+            signal.raise_signal(signal.SIGINT)
+
+
+def _final_state(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+@pytest.mark.parametrize("stop_step", [4, 3])  # mid-epoch, and the end of the first epoch
+def test_interrupted_run_resumes_exactly(tmp_path, stop_step):
+    common = ["data.num_train=6", "trainer.max_epochs=2", "test=false"]
+    train(_cfg(tmp_path, *common, run="straight"))
+    stopper = ["+callbacks.stop._target_=test_train_entry.SignalAtStep",
+               f"+callbacks.stop.step={stop_step}"]
+    with pytest.raises(SystemExit) as stopped:
+        train(_cfg(tmp_path, *common, *stopper, run="stopped"))
+    assert stopped.value.code == 130
+    saved = _final_state(tmp_path / "stopped")
+    assert saved["global_step"] == stop_step
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    stopped_at = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    train(_cfg(tmp_path, *common, f"ckpt_path={stopped_at}", run="resumed"))
+    straight, resumed = _final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed")
+    assert resumed["global_step"] == straight["global_step"] == 6
+    assert straight["state_dict"].keys() == resumed["state_dict"].keys()
+    for name, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][name]), name
+    for a, b in zip(straight["optimizer_states"][0]["state"].values(),
+                    resumed["optimizer_states"][0]["state"].values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    assert straight["lr_schedulers"] == resumed["lr_schedulers"]

@@ -17,15 +17,19 @@ from .resnet import ResNetC5
 
 class ResNetFPN(nn.Module):
     """``{"p2": stride 4, ..., "p5": stride 32, "p6": stride 64}``, all with
-    ``out_channels`` channels. Args of the ResNet as for ``ResNetC5``."""
+    ``out_channels`` channels. Args of the ResNet as for ``ResNetC5``;
+    ``fpn_norm=True`` puts BatchNorm after the pyramid's convolutions (for
+    training from scratch)."""
 
     def __init__(self, depth: int = 50, weights_path: str | None = None,
-                 trainable_stages: int = 3, norm: str = "frozen_bn", out_channels: int = 256):
+                 trainable_stages: int = 3, norm: str = "frozen_bn", out_channels: int = 256,
+                 fpn_norm: bool = False):
         super().__init__()
         self.body = ResNetC5(depth, weights_path, trainable_stages, norm)
         widest = self.body.out_channels
         in_channels = [widest // 8, widest // 4, widest // 2, widest]
-        self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_blocks=LastLevelMaxPool())
+        self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_blocks=LastLevelMaxPool(),
+                                         norm_layer=nn.BatchNorm2d if fpn_norm else None)
         self.out_channels = out_channels
         self.strides = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
 

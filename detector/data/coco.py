@@ -111,7 +111,18 @@ class CocoInstances(Dataset):
         except (RuntimeError, OSError, ValueError) as error:
             raise RuntimeError(f"cannot read image {path} (image id {image_id}): {error}") from error
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        """``key`` is an index, or (index, seed): the seed then drives the
+        random transforms of this item alone (the global generator is left as
+        it was), so an item's augmentation does not depend on what ran before."""
+        if isinstance(key, tuple):
+            index, seed = key
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self._item(index)
+        return self._item(key)
+
+    def _item(self, index: int):
         image_id = self.image_ids[index]
         image = self.read_image(image_id)
         height, width = image.shape[-2:]

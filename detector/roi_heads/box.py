@@ -12,16 +12,20 @@ from ..boxes import BoxCoder
 
 
 class TwoMLPHead(nn.Module):
-    """FPN's box head: flatten, two fully connected layers with ReLU."""
+    """FPN's box head: flatten, two fully connected layers with ReLU; with
+    ``norm=True`` each layer is followed by BatchNorm (for training from scratch)."""
 
-    def __init__(self, in_channels: int, representation_size: int = 1024):
+    def __init__(self, in_channels: int, representation_size: int = 1024, norm: bool = False):
         super().__init__()
-        self.fc6 = nn.Linear(in_channels, representation_size)
-        self.fc7 = nn.Linear(representation_size, representation_size)
+        self.fc6 = nn.Linear(in_channels, representation_size, bias=not norm)
+        self.fc7 = nn.Linear(representation_size, representation_size, bias=not norm)
+        self.norm6 = nn.BatchNorm1d(representation_size) if norm else nn.Identity()
+        self.norm7 = nn.BatchNorm1d(representation_size) if norm else nn.Identity()
         self.out_channels = representation_size
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.fc7(F.relu(self.fc6(x.flatten(start_dim=1)))))
+        x = F.relu(self.norm6(self.fc6(x.flatten(start_dim=1))))
+        return F.relu(self.norm7(self.fc7(x)))
 
 
 class BoxPredictor(nn.Module):

@@ -14,23 +14,28 @@ import ops
 
 
 class MaskHead(nn.Module):
-    """FPN's mask head: a stack of 3x3 convolutions with ReLU."""
+    """FPN's mask head: a stack of 3x3 convolutions with ReLU; with
+    ``norm=True`` each is followed by BatchNorm (for training from scratch)."""
 
-    def __init__(self, in_channels: int, layers: Sequence[int] = (256, 256, 256, 256)):
+    def __init__(self, in_channels: int, layers: Sequence[int] = (256, 256, 256, 256),
+                 norm: bool = False):
         super().__init__()
-        convs = []
+        convs, norms = [], []
         for out_channels in layers:
-            conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+            conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not norm)
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
             convs.append(conv)
+            norms.append(nn.BatchNorm2d(out_channels) if norm else nn.Identity())
             in_channels = out_channels
         self.convs = nn.ModuleList(convs)
+        self.norms = nn.ModuleList(norms)
         self.out_channels = in_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        for conv in self.convs:
-            x = F.relu(conv(x))
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.relu(norm(conv(x)))
         return x
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from ..data.coco import CocoInstances, collate, detection_transforms
 from ..data.synthetic import CATEGORIES, make_synthetic_coco
+from .sampling import EpochSampler
 
 
 class CocoDataModule(pl.LightningDataModule):
@@ -19,19 +21,31 @@ class CocoDataModule(pl.LightningDataModule):
             (test defaults to val).
         min_size, max_size: resize of the shorter / longer side (data pipeline).
         batch_size, num_workers: loader settings (evaluation uses batch_size too).
+        shuffle_seed: the training order and augmentations (see EpochSampler).
+
+    The loaders shard the data across processes themselves (EpochSampler), so
+    a distributed Trainer needs ``use_distributed_sampler=False`` (as in
+    configs/trainer/). The datamodule's checkpointed state is how far into
+    the epoch training got, so a run resumed from a mid-epoch checkpoint reads
+    the rest of that epoch's images, in the same order.
     """
 
     def __init__(self, train: dict, val: dict, test: dict | None = None, min_size: int = 256,
-                 max_size: int = 426, batch_size: int = 2, num_workers: int = 0):
+                 max_size: int = 426, batch_size: int = 2, num_workers: int = 0,
+                 shuffle_seed: int = 0):
         super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.splits = {"train": train, "val": val, "test": test or val}
         for stage, split in self.splits.items():
             missing = {"images", "annotations"} - set(split)
             if missing:
                 raise ValueError(f"data split '{stage}' needs {sorted(missing)}")
         self.min_size, self.max_size = min_size, max_size
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers = int(batch_size), num_workers
+        self.shuffle_seed = int(shuffle_seed)
         self._datasets: dict[str, CocoInstances] = {}
+        self._train_sampler: EpochSampler | None = None
 
     def dataset(self, stage: str) -> CocoInstances:
         if stage not in self._datasets:
@@ -45,19 +59,44 @@ class CocoDataModule(pl.LightningDataModule):
     def class_names(self) -> list[str]:
         return self.dataset("train").class_names
 
-    def _loader(self, stage: str) -> DataLoader:
-        return DataLoader(self.dataset(stage), batch_size=self.batch_size,
-                          shuffle=stage == "train", num_workers=self.num_workers,
-                          collate_fn=collate, persistent_workers=self.num_workers > 0)
+    def _loader(self, stage: str, sampler: EpochSampler) -> DataLoader:
+        if (self.trainer is not None and self.trainer.world_size > 1
+                and self.trainer._accelerator_connector.use_distributed_sampler):
+            raise ValueError("CocoDataModule shards the data across processes itself; "
+                             "create the Trainer with use_distributed_sampler=False")
+        # the loader's own generator, so that creating its iterator leaves the
+        # global one (which the model's sampling uses) untouched
+        return DataLoader(self.dataset(stage), batch_size=self.batch_size, sampler=sampler,
+                          num_workers=self.num_workers, collate_fn=collate,
+                          persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.shuffle_seed))
+
+    def train_sampler(self) -> EpochSampler:
+        if self._train_sampler is None:
+            self._train_sampler = EpochSampler(len(self.dataset("train")), True,
+                                               self.shuffle_seed)
+        return self._train_sampler
 
     def train_dataloader(self):
-        return self._loader("train")
+        return self._loader("train", self.train_sampler())
 
     def val_dataloader(self):
-        return self._loader("val")
+        return self._loader("val", EpochSampler(len(self.dataset("val")), False))
 
     def test_dataloader(self):
-        return self._loader("test")
+        return self._loader("test", EpochSampler(len(self.dataset("test")), False))
+
+    # resuming ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: the epoch and how many of its batches were trained."""
+        if self.trainer is None:
+            return {}
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": self.trainer.current_epoch, "batches": done}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.train_sampler().resume(state["epoch"], state["batches"] * self.batch_size)
 
 
 def synthetic_datamodule(root: str, num_train: int = 200, num_val: int = 50,

@@ -5,6 +5,7 @@ across processes with each image counted once."""
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
@@ -51,6 +52,23 @@ def gather_results(results: list[dict], image_ids: list[int]) -> tuple[list[dict
     return merged, sorted(seen)
 
 
+def rng_states() -> dict:
+    """torch's CPU and CUDA generators and Python's, in a form that
+    ``torch.load(weights_only=True)`` reads back."""
+    states = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 class DetectionModule(pl.LightningModule):
     """Trains and evaluates a GeneralizedRCNN.
 
@@ -90,6 +108,22 @@ class DetectionModule(pl.LightningModule):
         schedule = warmup_then_decay(self.hparams.warmup_steps, total, self.hparams.decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # exact resumption ----------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The random generators' states go with the checkpoint: the model's
+        sampling (anchors, proposals) draws from them during training."""
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        # restored here, after everything that runs between loading and the
+        # first step (sanity validation, loader set-up) has used the generators
+        if getattr(self, "_rng_to_restore", None):
+            set_rng_states(self._rng_to_restore)
+        self._rng_to_restore = None
 
     # evaluation -----------------------------------------------------------
     def _eval_step(self, batch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -11,6 +12,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from ..evaluation import format_table
+from .interrupt import TrainingInterrupted
 from .module import DetectionModule
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,12 @@ def _instantiate_all(group: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None]
 
 
+def _best_checkpoint(trainer: pl.Trainer) -> str | None:
+    """The checkpoint with the best monitored score, else the latest one."""
+    callbacks = sorted(trainer.checkpoint_callbacks, key=lambda c: c.monitor is None)
+    return next((c.best_model_path for c in callbacks if c.best_model_path), None)
+
+
 def train(cfg: DictConfig) -> dict:
     """Trains (cfg.train) and tests (cfg.test) the configured model; writes
     results.json (final test metrics) into cfg.paths.output_dir and returns them."""
@@ -27,24 +35,37 @@ def train(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     datamodule = hydra.utils.instantiate(cfg.data)
-    model = hydra.utils.instantiate(cfg.model)
-    model.class_names = datamodule.class_names
+    class_names = datamodule.class_names
+    if cfg.model.get("num_classes") not in (None, len(class_names)):
+        raise ValueError(f"model.num_classes={cfg.model.num_classes}, but the data has "
+                         f"{len(class_names) - 1} categories + background; leave it null")
+    model = hydra.utils.instantiate(cfg.model, num_classes=len(class_names),
+                                    class_names=class_names)
     module = DetectionModule(model, **cfg.module)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False)
     ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     if cfg.get("train", True):
-        trainer.fit(module, datamodule, ckpt_path=ckpt_path)
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        ckpt_path = best or None
+        try:
+            trainer.fit(module, datamodule, ckpt_path=ckpt_path)
+        except TrainingInterrupted as stop:
+            log.warning("%s", stop)
+            print(f"Interrupted after step {stop.step}. Resume with the same overrides and "
+                  f"ckpt_path={stop.checkpoint}")
+            raise SystemExit(130) from None
+        ckpt_path = _best_checkpoint(trainer)
     metrics = {}
     if cfg.get("test", True):
         if not cfg.get("train", True) and ckpt_path is None:
             raise ValueError("train=false needs ckpt_path=PATH (the checkpoint to evaluate)")
         trainer.test(module, datamodule, ckpt_path=ckpt_path)
         metrics = module.metrics["test"]
-        (output_dir / "results.json").write_text(json.dumps(
+        partial = output_dir / "results.json.partial"
+        partial.write_text(json.dumps(
             {"metrics": metrics, "checkpoint": str(ckpt_path) if ckpt_path else None}, indent=2))
+        os.replace(partial, output_dir / "results.json")
         print(format_table(metrics))
     return metrics

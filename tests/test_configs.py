@@ -1,0 +1,137 @@
+"""Every config in configs/ composes, and what it names instantiates: each
+option of each group, and each experiment."""
+
+from pathlib import Path
+
+import hydra
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import detector
+from detector.data import make_synthetic_coco
+from detector.training import CocoDataModule
+from detector.training.run import _instantiate_all
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+GROUPS = ["data", "roi_op", "model", "backbone", "trainer", "callbacks", "logger", "paths",
+          "experiment"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def _compose(tmp_path, *overrides) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("train", overrides=[
+            f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}", *overrides])
+
+
+@pytest.fixture(scope="module")
+def tiny_coco(tmp_path_factory):
+    """A tiny synthetic split in COCO format, standing in for the COCO paths."""
+    root = tmp_path_factory.mktemp("coco")
+    images, annotations = make_synthetic_coco(root, "val", 2, (64, 80))
+    return {"images": str(images), "annotations": str(annotations)}
+
+
+def _coco_paths(tiny_coco) -> list[str]:
+    return [f"data.{split}.{key}={value}" for split in ("train", "val")
+            for key, value in tiny_coco.items()]
+
+
+def test_every_group_has_options():
+    for group in GROUPS:
+        assert options(group), f"configs/{group}/ is empty"
+
+
+@pytest.mark.parametrize("roi_op", options("roi_op"))
+def test_roi_op_configs_give_working_operators(tmp_path, roi_op):
+    cfg = _compose(tmp_path, f"roi_op={roi_op}")
+    features = torch.randn(1, 3, 16, 16)
+    boxes = torch.tensor([[0.0, 1.0, 2.0, 9.5, 12.0]])
+    for branch in ("box", "mask"):
+        op = hydra.utils.instantiate(cfg.roi_op[branch])
+        size = cfg.roi_op[branch].output_size
+        assert op(features, boxes, spatial_scale=1.0).shape == (1, 3, size, size)
+    expected = {"pool": "roi_pool", "warp_max": "roi_warp", "warp_avg": "roi_warp"}
+    assert cfg.roi_op.box._target_ == "ops." + expected.get(roi_op, "roi_align")
+    if roi_op.endswith(("_max", "_avg")):
+        assert cfg.roi_op.box.mode == roi_op.split("_")[1]
+    if roi_op.startswith("align"):
+        assert cfg.roi_op.box.aligned == (roi_op == "align")
+
+
+@pytest.mark.parametrize("backbone", options("backbone"))
+@pytest.mark.parametrize("model", options("model"))
+def test_model_and_backbone_configs_instantiate(tmp_path, model, backbone):
+    cfg = _compose(tmp_path, f"model={model}", f"backbone={backbone}")
+    net = hydra.utils.instantiate(cfg.model, num_classes=3)
+    assert isinstance(net, detector.GeneralizedRCNN)
+    assert net.roi_heads.has_masks == (model == "mask_rcnn")
+    assert cfg.monitor == ("val/segm_AP" if model == "mask_rcnn" else "val/bbox_AP")
+
+
+def test_default_model_runs_on_an_image(tmp_path):
+    cfg = _compose(tmp_path)
+    net = hydra.utils.instantiate(cfg.model, num_classes=7).eval()
+    with torch.no_grad():
+        (out,) = net([torch.rand(3, 64, 96)])
+    assert {"boxes", "labels", "scores", "masks"} <= set(out)
+
+
+@pytest.mark.parametrize("trainer", options("trainer"))
+def test_trainer_configs_instantiate(tmp_path, trainer):
+    cfg = _compose(tmp_path, f"trainer={trainer}")
+    if trainer == "gpu" and not torch.cuda.is_available():
+        assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "16-mixed"
+        cfg.trainer.accelerator, cfg.trainer.precision = "cpu", "bf16-mixed"
+    pl_trainer = hydra.utils.instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.callbacks),
+                                         logger=_instantiate_all(cfg.logger))
+    assert isinstance(pl_trainer, pl.Trainer)
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+def test_logger_configs_instantiate(tmp_path, logger):
+    cfg = _compose(tmp_path, f"logger={logger}")
+    loggers = _instantiate_all(cfg.logger)
+    assert loggers and all(isinstance(lg, pl.loggers.Logger) for lg in loggers)
+
+
+@pytest.mark.parametrize("data", options("data"))
+def test_data_configs_instantiate(tmp_path, tiny_coco, data):
+    overrides = ["data.num_train=2", "data.num_val=2", "data.image_size=[64,80]"]
+    if data == "coco":
+        overrides = _coco_paths(tiny_coco)
+    cfg = _compose(tmp_path, f"data={data}", *overrides)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    assert isinstance(datamodule, CocoDataModule)
+    images, targets = next(iter(datamodule.val_dataloader()))
+    assert len(images) == len(targets) > 0
+
+
+def test_coco_config_requires_paths(tmp_path):
+    cfg = _compose(tmp_path, "data=coco")
+    with pytest.raises(Exception, match="train.images"):
+        hydra.utils.instantiate(cfg.data)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_configs_instantiate(tmp_path, tiny_coco, experiment):
+    cfg = _compose(tmp_path, f"experiment={experiment}")
+    if cfg.data._target_.endswith("CocoDataModule"):
+        cfg = _compose(tmp_path, f"experiment={experiment}", *_coco_paths(tiny_coco),
+                       "data.num_workers=0")
+    else:
+        cfg = _compose(tmp_path, f"experiment={experiment}", "data.num_train=2",
+                       "data.num_val=2", "data.image_size=[64,80]")
+    datamodule = hydra.utils.instantiate(cfg.data)
+    net = hydra.utils.instantiate(cfg.model, num_classes=len(datamodule.class_names))
+    assert isinstance(net, detector.GeneralizedRCNN)
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        cfg.trainer.accelerator, cfg.trainer.precision = "cpu", "bf16-mixed"
+    assert isinstance(hydra.utils.instantiate(cfg.trainer), pl.Trainer)
