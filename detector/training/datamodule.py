@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.coco import CocoInstances, collate, detection_transforms
-from ..data.synthetic import CATEGORIES, make_synthetic_coco
+from ..data.synthetic import make_synthetic_coco
 from .sampling import EpochSampler
 
 
@@ -86,6 +86,9 @@ class CocoDataModule(pl.LightningDataModule):
     def test_dataloader(self):
         return self._loader("test", EpochSampler(len(self.dataset("test")), False))
 
+    def predict_dataloader(self):
+        return self.test_dataloader()
+
     # resuming ---------------------------------------------------------------
     def state_dict(self) -> dict:
         """Saved in checkpoints: the epoch and how many of its batches were trained."""
@@ -99,18 +102,22 @@ class CocoDataModule(pl.LightningDataModule):
             self.train_sampler().resume(state["epoch"], state["batches"] * self.batch_size)
 
 
-def synthetic_datamodule(root: str, num_train: int = 200, num_val: int = 50,
-                         image_size: tuple[int, int] = (256, 320), object_size: str = "mixed",
-                         seed: int = 0, num_classes: int | None = None,
-                         **loader) -> CocoDataModule:
-    """The built-in synthetic shapes, written once under ``root``: a train split
-    and a val split (also used as test) drawn with different images."""
-    if num_classes is not None and num_classes != len(CATEGORIES) + 1:
-        raise ValueError(f"the synthetic data has {len(CATEGORIES)} classes + background, "
-                         f"so num_classes must be {len(CATEGORIES) + 1}, got {num_classes}")
-    splits = {}
-    for split, count in (("train", num_train), ("val", num_val)):
-        images, annotations = make_synthetic_coco(root, split, count, tuple(image_size),
-                                                  object_size, seed=seed)
-        splits[split] = {"images": str(images), "annotations": str(annotations)}
-    return CocoDataModule(splits["train"], splits["val"], **loader)
+class SyntheticDataModule(CocoDataModule):
+    """The built-in synthetic shapes, written once under ``root`` (see
+    make_synthetic_coco): a train split and a val split (also the test split)
+    drawn with different images. ``seed`` draws the images; the remaining
+    keyword arguments are CocoDataModule's (resize, batch size, workers,
+    shuffle_seed)."""
+
+    def __init__(self, root: str, num_train: int = 200, num_val: int = 50,
+                 image_size: tuple[int, int] = (256, 320), object_size: str = "mixed",
+                 seed: int = 0, min_size: int = 256, max_size: int = 320, batch_size: int = 4,
+                 num_workers: int = 0, shuffle_seed: int = 0):
+        splits = {}
+        for split, count in (("train", num_train), ("val", num_val)):
+            images, annotations = make_synthetic_coco(root, split, count, tuple(image_size),
+                                                      object_size, seed=seed)
+            splits[split] = {"images": str(images), "annotations": str(annotations)}
+        super().__init__(splits["train"], splits["val"], min_size=min_size, max_size=max_size,
+                         batch_size=batch_size, num_workers=num_workers,
+                         shuffle_seed=shuffle_seed)

@@ -8,9 +8,11 @@ import math
 import random
 from collections.abc import Callable, Mapping
 
+import hydra
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from ..evaluation import evaluate, to_coco_results
 from ..rcnn import GeneralizedRCNN
@@ -69,25 +71,65 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def build_model(spec: Mapping) -> GeneralizedRCNN:
+    """A detector from its specification: a Hydra-style dict whose ``_target_``
+    is a builder (e.g. ``detector.builders.fpn_rcnn``) and whose other keys are
+    the builder's arguments (ROI operators as ``{"_target_": "ops.roi_align",
+    "_partial_": True, ...}``). Checkpoints keep this dict, so a model can be
+    rebuilt from its checkpoint alone."""
+    if "_target_" not in spec:
+        raise ValueError(f"a model specification needs '_target_' (a builder), got keys "
+                         f"{sorted(spec)}")
+    model = hydra.utils.instantiate(dict(spec), _convert_="all")
+    if not isinstance(model, GeneralizedRCNN):
+        raise TypeError(f"model _target_ {spec['_target_']} built a {type(model).__name__}, "
+                        "not a GeneralizedRCNN")
+    return model
+
+
 class DetectionModule(pl.LightningModule):
     """Trains and evaluates a GeneralizedRCNN.
 
     Args:
-        model: the detector.
+        model: the detector, or its specification (see build_model). A
+            specification whose ``num_classes`` / ``class_names`` are None gets
+            them from the datamodule when training starts (configure_model);
+            it is saved in the checkpoints' hyperparameters.
         lr, momentum, weight_decay: SGD.
         warmup_steps, decay: the schedule (see warmup_then_decay); the total
             number of steps comes from the trainer.
-        coco_gt: a callable returning (COCO ground truth, label_to_category)
-            for "val" / "test", usually the datamodule's.
     """
 
-    def __init__(self, model: GeneralizedRCNN, lr: float = 0.02, momentum: float = 0.9,
+    def __init__(self, model: dict | GeneralizedRCNN, lr: float = 0.02, momentum: float = 0.9,
                  weight_decay: float = 1e-4, warmup_steps: int = 100, decay: str = "cosine"):
         super().__init__()
-        self.model = model
-        self.save_hyperparameters(ignore=["model"])
+        if isinstance(model, nn.Module):
+            self.model = model
+            self.save_hyperparameters(ignore=["model"])
+        else:
+            self.model = None  # built in configure_model, once the data is known
+            self.save_hyperparameters()
         self._results: list[dict] = []
         self._image_ids: list[int] = []
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        spec = dict(self.hparams.model)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        names = getattr(datamodule, "class_names", None)
+        if names is not None:
+            if spec.get("num_classes") not in (None, len(names)):
+                raise ValueError(f"model num_classes={spec['num_classes']}, but the data has "
+                                 f"{len(names) - 1} categories + background; leave it null")
+            spec["num_classes"] = len(names)
+            spec.setdefault("class_names", None)
+            spec["class_names"] = spec["class_names"] or list(names)
+        if spec.get("num_classes") is None:
+            raise ValueError("the model's num_classes is not set and there is no datamodule "
+                             "with class_names to take it from")
+        self.hparams.model = spec
+        self.model = build_model(spec)
 
     def forward(self, images):
         return self.model(images)
@@ -137,6 +179,14 @@ class DetectionModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch)
 
+    def predict_step(self, batch, batch_idx):
+        """COCO results (category ids, RLE masks) of a batch of the test split."""
+        images, targets = batch
+        ids = [int(t["image_id"]) for t in targets]
+        detections = self.model(images)
+        return {"results": to_coco_results(detections, ids, self._dataset().label_to_category),
+                "image_ids": ids}
+
     def test_step(self, batch, batch_idx):
         self._eval_step(batch)
 
@@ -147,7 +197,7 @@ class DetectionModule(pl.LightningModule):
         self._log_metrics("test")
 
     def _dataset(self):
-        stage = "test" if self.trainer.testing else "val"
+        stage = "test" if self.trainer.testing or self.trainer.predicting else "val"
         return self.trainer.datamodule.dataset(stage)
 
     def _gathered(self) -> tuple[list[dict], list[int]]:

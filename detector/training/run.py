@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..evaluation import format_table
 from .interrupt import TrainingInterrupted
@@ -35,13 +35,7 @@ def train(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     datamodule = hydra.utils.instantiate(cfg.data)
-    class_names = datamodule.class_names
-    if cfg.model.get("num_classes") not in (None, len(class_names)):
-        raise ValueError(f"model.num_classes={cfg.model.num_classes}, but the data has "
-                         f"{len(class_names) - 1} categories + background; leave it null")
-    model = hydra.utils.instantiate(cfg.model, num_classes=len(class_names),
-                                    class_names=class_names)
-    module = DetectionModule(model, **cfg.module)
+    module = DetectionModule(OmegaConf.to_container(cfg.model, resolve=True), **cfg.module)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False)

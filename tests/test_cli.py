@@ -1,0 +1,54 @@
+"""``python -m detector fit|test|predict --config FILE`` (LightningCLI) runs the
+same LightningModule and DataModule as train.py, and its sample config stays
+the same run as train.py's default."""
+
+import json
+from pathlib import Path
+
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from detector.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "configs" / "cli" / "mask_rcnn_synthetic.yaml"
+
+
+def test_sample_config_is_train_py_default():
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["paths.root_dir=."])
+    sample = yaml.safe_load(SAMPLE.read_text())
+    module = dict(sample["model"])
+    assert module.pop("model") == OmegaConf.to_container(cfg.model, resolve=True)
+    assert module == OmegaConf.to_container(cfg.module)
+    data = {k: v for k, v in sample["data"]["init_args"].items() if k != "root"}
+    hydra_data = OmegaConf.to_container(cfg.data, resolve=True)
+    assert data == {k: hydra_data[k] for k in data}
+    assert sample["data"]["class_path"] == hydra_data["_target_"]
+    for key in ("max_epochs", "check_val_every_n_epoch", "gradient_clip_val"):
+        assert sample["trainer"][key] == cfg.trainer[key], key
+
+
+def test_fit_test_predict(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the sample config writes under ./outputs/cli and ./data
+    tiny = ["--config", str(SAMPLE), "--trainer.max_epochs=1",
+            "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false",
+            "--data.init_args.num_train=4", "--data.init_args.num_val=2",
+            "--data.init_args.image_size=[96,128]", "--data.init_args.min_size=96",
+            "--data.init_args.max_size=128", "--data.init_args.batch_size=2",
+            "--model.warmup_steps=1"]
+    fit = main(["fit", *tiny])
+    assert fit.trainer.global_step == 2
+    last = tmp_path / "outputs" / "cli" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+
+    tested = main(["test", *tiny, f"--ckpt_path={last}"])
+    metrics = tested.model.metrics["test"]
+    assert set(metrics) == {"bbox", "segm"}
+
+    main(["predict", *tiny, f"--ckpt_path={last}"])
+    results = json.loads((tmp_path / "outputs" / "cli" / "predictions.json").read_text())
+    val_ids = set(tested.datamodule.dataset("test").image_ids)
+    assert all(r["image_id"] in val_ids for r in results)
+    assert all({"bbox", "score", "category_id", "segmentation"} <= set(r) for r in results)
