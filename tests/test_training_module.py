@@ -66,3 +66,23 @@ def test_warmup_then_decay_schedule():
     assert [step(s) for s in (0, 49, 50, 89, 90)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
     with pytest.raises(ValueError, match="decay must be 'cosine' or 'step', got 'linear'"):
         warmup_then_decay(1, 10, "linear")
+
+
+@pytest.mark.parametrize("name, kind", [("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)])
+def test_optimizers_leave_norms_and_biases_undecayed(tmp_path, name, kind):
+    model = detector.fpn_rcnn(3, depth=18, norm="bn", fpn_channels=32, representation_size=64,
+                              mask_channels=32)
+    module = DetectionModule(model, optimizer=name, lr=0.01, weight_decay=1e-4)
+    trainer = pl.Trainer(max_steps=10, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, default_root_dir=tmp_path)
+    module.trainer = trainer
+    config = module.configure_optimizers()
+    optimizer = config["optimizer"]
+    assert isinstance(optimizer, kind)
+    decayed, plain = optimizer.param_groups
+    assert decayed["weight_decay"] == 1e-4 and plain["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim == 1 for p in plain["params"])
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == trainable
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        DetectionModule(model, optimizer="adam")

@@ -87,6 +87,9 @@ def build_model(spec: Mapping) -> GeneralizedRCNN:
     return model
 
 
+OPTIMIZERS = ("sgd", "adamw")
+
+
 class DetectionModule(pl.LightningModule):
     """Trains and evaluates a GeneralizedRCNN.
 
@@ -95,14 +98,20 @@ class DetectionModule(pl.LightningModule):
             specification whose ``num_classes`` / ``class_names`` are None gets
             them from the datamodule when training starts (configure_model);
             it is saved in the checkpoints' hyperparameters.
-        lr, momentum, weight_decay: SGD.
+        optimizer: "sgd" (with momentum, the detection standard) or "adamw"
+            (momentum is then its beta1); weight decay is not applied to
+            BatchNorm parameters and biases.
+        lr, momentum, weight_decay: the optimizer's.
         warmup_steps, decay: the schedule (see warmup_then_decay); the total
             number of steps comes from the trainer.
     """
 
-    def __init__(self, model: dict | GeneralizedRCNN, lr: float = 0.02, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, warmup_steps: int = 100, decay: str = "cosine"):
+    def __init__(self, model: dict | GeneralizedRCNN, optimizer: str = "sgd", lr: float = 0.02,
+                 momentum: float = 0.9, weight_decay: float = 1e-4, warmup_steps: int = 100,
+                 decay: str = "cosine"):
         super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if isinstance(model, nn.Module):
             self.model = model
             self.save_hyperparameters(ignore=["model"])
@@ -143,9 +152,17 @@ class DetectionModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(params, lr=self.hparams.lr, momentum=self.hparams.momentum,
-                                    weight_decay=self.hparams.weight_decay)
+        hp = self.hparams
+        decayed, plain = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (decayed if p.ndim > 1 else plain).append(p)  # biases, norms: ndim 1
+        groups = [{"params": decayed, "weight_decay": hp.weight_decay},
+                  {"params": plain, "weight_decay": 0.0}]
+        if hp.get("optimizer", "sgd") == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=(hp.momentum, 0.999))
+        else:
+            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         schedule = warmup_then_decay(self.hparams.warmup_steps, total, self.hparams.decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
