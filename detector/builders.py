@@ -35,8 +35,8 @@ FPN_ANCHOR_SIZES = (32, 64, 128, 256, 512)
 def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
              backbone_weights: str | None = None, trainable_stages: int = 3,
              norm: str = "frozen_bn", box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
-             fpn_channels: int = 256, representation_size: int = 1024,
-             mask_channels: int = 256, head_norm: bool = False,
+             backbone_width: int = 64, fpn_channels: int = 256, representation_size: int = 1024,
+             mask_channels: int = 256, head_norm: bool = False, canonical_scale: float = 224,
              anchor_sizes: Sequence[int] = FPN_ANCHOR_SIZES, rpn: dict | None = None, roi_heads: dict | None = None,
              transform: ImageTransform | None = None,
              class_names: list[str] | None = None) -> GeneralizedRCNN:
@@ -44,18 +44,21 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
     default in the configuration of torchvision's ``*_resnet50_fpn`` models.
 
     ``box_op`` / ``mask_op`` choose the ROI operators (default: roi_align,
-    7x7 / 14x14, 2 samples per bin, aligned=False). The widths (FPN channels,
+    7x7 / 14x14, 2 samples per bin, aligned=False). The widths (ResNet stem
+    ``backbone_width``, 64 as usual; FPN channels,
     box MLP, mask convolutions) and the anchor sizes (one per level, P2-P6)
     size the model down for small images or a CPU; ``head_norm=True`` adds
     BatchNorm to the pyramid, the box MLP and the mask convolutions, which
-    training from scratch needs to converge quickly; ``rpn`` / ``roi_heads``
+    training from scratch needs to converge quickly; ``canonical_scale`` is the
+    box size pooled from P4 (FPN's level rule, 224 for ~800-pixel images;
+    smaller images call for a smaller one); ``rpn`` / ``roi_heads``
     pass keyword arguments on to RegionProposalNetwork / ROIHeads (e.g.
     ``{"batch_size_per_image": 128}``)."""
     if len(anchor_sizes) != len(FPN_ANCHOR_SIZES):
         raise ValueError(f"anchor_sizes needs one size per level P2-P6 "
                          f"({len(FPN_ANCHOR_SIZES)}), got {list(anchor_sizes)}")
     backbone = ResNetFPN(depth, backbone_weights, trainable_stages, norm, fpn_channels,
-                         fpn_norm=head_norm)
+                         fpn_norm=head_norm, width=backbone_width)
     anchors = AnchorGenerator([(int(s),) for s in anchor_sizes], [(0.5, 1.0, 2.0)] * 5)
     proposal_net = RegionProposalNetwork(
         anchors, RPNHead(fpn_channels, anchors.num_anchors_per_location()[0]), **(rpn or {}))
@@ -66,10 +69,10 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
                            BoxPredictor(representation_size, num_classes))
     mask_pooler = mask_branch = None
     if masks:
-        mask_pooler = Pooler(mask_op or roi_align_op(14), PYRAMID_STRIDES)
+        mask_pooler = Pooler(mask_op or roi_align_op(14), PYRAMID_STRIDES, canonical_scale)
         mask_branch = MaskBranch(MaskHead(fpn_channels, (mask_channels,) * 4, norm=head_norm),
                                  MaskPredictor(mask_channels, mask_channels, num_classes))
-    heads = ROIHeads(PYRAMID, Pooler(box_op, PYRAMID_STRIDES), box_branch,
+    heads = ROIHeads(PYRAMID, Pooler(box_op, PYRAMID_STRIDES, canonical_scale), box_branch,
                      mask_pooler, mask_branch, **(roi_heads or {}))
     return GeneralizedRCNN(backbone, proposal_net, heads, transform or ImageTransform(),
                            num_classes, class_names)

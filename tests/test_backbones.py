@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from detector.backbones import resnet as resnet_module
 from detector.backbones import (
     ResNetC4,
     ResNetC5,
@@ -191,6 +192,8 @@ def test_vgg_trainable_from():
         (lambda: ResNetC4(18, trainable_stages=-1), "got -1"),
         (lambda: ResNetC5(18, trainable_stages=6), r"0\.\.5, got 6"),
         (lambda: ResNetC4(18, norm="gn"), "norm must be one of .*'gn'"),
+        (lambda: ResNetC5(18, width=20), "width must be a multiple of 8, at least 8, got 20"),
+        (lambda: ResNetC5(18, weights_path="w.pth", width=32), "ImageNet weights are for width 64"),
         (lambda: VGG16Conv5(trainable_from=0), r"trainable_from must be in 1\.\.5, got 0"),
         (lambda: VGG16Conv5(trainable_from=6), "got 6"),
     ],
@@ -198,6 +201,32 @@ def test_vgg_trainable_from():
 def test_bad_arguments(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+@torch.no_grad()
+def test_scaled_resnet_at_width_64_is_torchvision_resnet(depth):
+    """The width-scaled ResNet is built block by block; at width 64 it must be
+    torchvision's network: same parameter names and shapes, and with the same
+    weights the same output."""
+    reference = getattr(torchvision.models, f"resnet{depth}")(weights=None).double().eval()
+    blocks = {18: (resnet_module.BasicBlock, [2, 2, 2, 2]),
+              50: (resnet_module.Bottleneck, [3, 4, 6, 3])}[depth]
+    scaled = resnet_module._ScaledResNet(*blocks, 64).double().eval()
+    ours, theirs = scaled.state_dict(), reference.state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+    scaled.load_state_dict(theirs)
+    x = _image(torch.float64)
+    layers = (*STEM, "layer1", "layer2", "layer3", "layer4")
+    torch.testing.assert_close(_run(scaled, *layers, x=x), _run(reference, *layers, x=x))
+
+
+def test_resnet_width_scales_every_stage():
+    net = ResNetC5(18, norm="bn", trainable_stages=5, width=32)
+    assert net.out_channels == 256
+    assert net(_image())["res5"].shape == (1, 256, HEIGHT // 32, WIDTH // 32)
+    assert [getattr(net, f"layer{i}")[0].conv1.out_channels for i in range(1, 5)] == [32, 64,
+                                                                                      128, 256]
 
 
 # ---- local weights --------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 import pytest
 import torch
+from torch import nn
 from torchvision.models.detection import _utils as tv_utils
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAnchors
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops.poolers import LevelMapper
 
+import detector
 from detector.anchors import AnchorGenerator
 from detector.boxes import BoxCoder
 from detector.matching import BalancedSampler, Matcher
@@ -76,3 +78,21 @@ def test_sampler_respects_budget_and_fraction():
     assert not (pos & neg).any() and (labels[pos] == 1).all() and (labels[neg] == 0).all()
     (pos,), (neg,) = BalancedSampler(256, 0.25)([torch.zeros(10, dtype=torch.int64)])
     assert pos.sum() == 0 and neg.sum() == 10
+
+
+def test_head_norm_puts_batchnorm_in_pyramid_and_heads():
+    plain = detector.fpn_rcnn(3, depth=18, norm="bn", fpn_channels=32, representation_size=64,
+                              mask_channels=32)
+    normed = detector.fpn_rcnn(3, depth=18, norm="bn", fpn_channels=32, representation_size=64,
+                               mask_channels=32, head_norm=True)
+
+    def count(module):
+        return sum(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in module.modules())
+
+    assert count(normed.backbone.fpn) == 8 and count(plain.backbone.fpn) == 0  # 4 inner + 4 out
+    assert count(normed.roi_heads.box_branch) == 2 and count(normed.roi_heads.mask_branch) == 4
+    assert count(plain.roi_heads.box_branch) == count(plain.roi_heads.mask_branch) == 0
+    normed.eval()
+    with torch.no_grad():
+        (out,) = normed([torch.rand(3, 64, 96)])
+    assert {"boxes", "labels", "scores", "masks"} <= set(out)

@@ -98,3 +98,8 @@ def test_interrupted_run_resumes_exactly(tmp_path, stop_step):
                     resumed["optimizer_states"][0]["state"].values()):
         assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
     assert straight["lr_schedulers"] == resumed["lr_schedulers"]
+
+
+def test_num_classes_must_match_the_data(tmp_path):
+    with pytest.raises(ValueError, match="num_classes=3, but the data has 6 categories"):
+        train(_cfg(tmp_path, "model.num_classes=3"))

@@ -18,14 +18,14 @@ from .resnet import ResNetC5
 class ResNetFPN(nn.Module):
     """``{"p2": stride 4, ..., "p5": stride 32, "p6": stride 64}``, all with
     ``out_channels`` channels. Args of the ResNet as for ``ResNetC5``;
-    ``fpn_norm=True`` puts BatchNorm after the pyramid's convolutions (for
+    ``width`` scales the ResNet (see ResNetC5); ``fpn_norm=True`` puts BatchNorm after the pyramid's convolutions (for
     training from scratch)."""
 
     def __init__(self, depth: int = 50, weights_path: str | None = None,
                  trainable_stages: int = 3, norm: str = "frozen_bn", out_channels: int = 256,
-                 fpn_norm: bool = False):
+                 fpn_norm: bool = False, width: int = 64):
         super().__init__()
-        self.body = ResNetC5(depth, weights_path, trainable_stages, norm)
+        self.body = ResNetC5(depth, weights_path, trainable_stages, norm, width)
         widest = self.body.out_channels
         in_channels = [widest // 8, widest // 4, widest // 2, widest]
         self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_blocks=LastLevelMaxPool(),

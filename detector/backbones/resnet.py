@@ -17,6 +17,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 from torchvision.models import resnet18, resnet34, resnet50, resnet101
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from .frozen import freeze_batchnorm, freeze_stages, load_local_weights
 
@@ -27,12 +28,51 @@ _NORMS = ("frozen_bn", "bn")
 _STEM_RENAME = {"conv1.": "stem.conv1.", "bn1.": "stem.bn1."}
 
 
-def _torchvision_resnet(depth: int, norm: str) -> nn.Module:
+_STAGE_BLOCKS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]),
+                 50: (Bottleneck, [3, 4, 6, 3]), 101: (Bottleneck, [3, 4, 23, 3])}
+
+
+def _torchvision_resnet(depth: int, norm: str, width: int = 64) -> nn.Module:
+    """torchvision's ResNet, or with ``width`` != 64 the same network with every
+    stage's width scaled by width / 64 (for small from-scratch models)."""
     if depth not in _RESNETS:
         raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth!r}")
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
-    return _RESNETS[depth](weights=None)
+    if not isinstance(width, int) or width < 8 or width % 8:
+        raise ValueError(f"width must be a multiple of 8, at least 8, got {width!r}")
+    if width == 64:
+        return _RESNETS[depth](weights=None)
+    return _ScaledResNet(*_STAGE_BLOCKS[depth], width)
+
+
+class _ScaledResNet(nn.Module):
+    """A ResNet whose stages have width, 2x, 4x, 8x channels (torchvision's
+    blocks and attribute names; initialized as torchvision initializes)."""
+
+    def __init__(self, block: type, layers: list[int], width: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        channels = width
+        for i, (count, stride) in enumerate(zip(layers, (1, 2, 2, 2))):
+            planes = width * 2**i
+            blocks = []
+            for j in range(count):
+                out = planes * block.expansion
+                downsample = None
+                if j == 0 and (stride != 1 or channels != out):
+                    downsample = nn.Sequential(nn.Conv2d(channels, out, 1, stride, bias=False),
+                                               nn.BatchNorm2d(out))
+                blocks.append(block(channels, planes, stride if j == 0 else 1, downsample))
+                channels = out
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.fc = nn.Linear(channels, 1000)  # unused; its in_features is the trunk's width
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 class _ResNetTrunk(nn.Module):
@@ -46,13 +86,17 @@ class _ResNetTrunk(nn.Module):
         weights_path: str | None,
         trainable_stages: int,
         norm: str,
+        width: int = 64,
     ):
         super().__init__()
+        if width != 64 and weights_path is not None:
+            raise ValueError(f"ImageNet weights are for width 64; width={width} trains from "
+                             "scratch (weights_path must be None)")
         if not 0 <= trainable_stages <= num_layers + 1:
             raise ValueError(
                 f"trainable_stages must be in 0..{num_layers + 1}, got {trainable_stages!r}"
             )
-        net = _torchvision_resnet(depth, norm)
+        net = _torchvision_resnet(depth, norm, width)
         self.stem = nn.Sequential(
             OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool)
         )
@@ -106,9 +150,10 @@ class ResNetC5(_ResNetTrunk):
     """ResNet up to res5 (``layer4``): ``{"res5": [B, C, H/32, W/32]}``.
 
     Args as for ``ResNetC4``, except that ``trainable_stages`` counts
-    (layer4, layer3, layer2, layer1, stem) and so runs 0..5.
+    (layer4, layer3, layer2, layer1, stem) and so runs 0..5; ``width`` (the
+    stem's channels, 64 in the standard ResNets) scales every stage.
 
-    ``out_channels`` is 512 for depth 18/34 and 2048 for 50/101.
+    ``out_channels`` is 512 for depth 18/34 and 2048 for 50/101 (times width / 64).
     """
 
     def __init__(
@@ -117,8 +162,9 @@ class ResNetC5(_ResNetTrunk):
         weights_path: str | None = None,
         trainable_stages: int = 3,
         norm: str = "frozen_bn",
+        width: int = 64,
     ):
-        super().__init__(depth, 4, "res5", weights_path, trainable_stages, norm)
+        super().__init__(depth, 4, "res5", weights_path, trainable_stages, norm, width)
 
 
 class ResNetRes5Head(nn.Module):
