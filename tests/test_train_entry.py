@@ -95,8 +95,10 @@ def test_interrupted_run_resumes_exactly(tmp_path, stop_step):
     for name, value in straight["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][name]), name
     for a, b in zip(straight["optimizer_states"][0]["state"].values(),
-                    resumed["optimizer_states"][0]["state"].values()):
-        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+                    resumed["optimizer_states"][0]["state"].values(), strict=True):
+        assert a.keys() == b.keys()
+        for name in a:  # AdamW: step, exp_avg, exp_avg_sq
+            assert torch.equal(torch.as_tensor(a[name]), torch.as_tensor(b[name])), name
     assert straight["lr_schedulers"] == resumed["lr_schedulers"]
 
 
