@@ -113,7 +113,13 @@ def load_local_weights(
         state = {_renamed(key, rename): value for key, value in state.items()}
     skip = tuple(skip)
     state = {key: value for key, value in state.items() if not key.startswith(skip)}
+    load_fitting(model, state, f"weights in {path}")
 
+
+def load_fitting(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` if every key matches, name and shape;
+    otherwise a ValueError (starting with ``source``) lists the missing,
+    unexpected or mismatched keys."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith(_BN_COUNTER)]
     unexpected = [k for k in state if k not in expected and not k.endswith(_BN_COUNTER)]
@@ -132,9 +138,7 @@ def load_local_weights(
         if keys
     ]
     if problems:
-        raise ValueError(
-            f"weights in {path} do not fit {type(model).__name__}: " + "; ".join(problems)
-        )
+        raise ValueError(f"{source} do not fit {type(model).__name__}: " + "; ".join(problems))
     state = {key: value for key, value in state.items() if key in expected}
     model.load_state_dict(state, strict=False)
 

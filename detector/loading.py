@@ -1,0 +1,57 @@
+"""A ready model from one of this project's checkpoints: ``detector.load(path)``.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain
+containers only, so a file that would run code when unpickled is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from .backbones.frozen import load_fitting
+from .rcnn import GeneralizedRCNN
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The checkpoint's contents (on the CPU), refusing anything but tensors and
+    plain containers."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"refused to load {path}: it holds Python objects that unpickling would run as "
+            f"code; only tensors and plain containers are read (weights_only=True). "
+            f"torch said: {str(error).splitlines()[0]}") from None
+    if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path} is not a checkpoint of this project (no 'state_dict'); "
+                         "torchvision weights load with detector.from_torchvision")
+    return dict(checkpoint)
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> GeneralizedRCNN:
+    """The detector saved in ``path`` (a checkpoint written while training with
+    train.py or ``python -m detector``), in eval mode on ``device``: its
+    architecture comes from the model specification kept in the checkpoint, with
+    its class names and preprocessing, so ``model.predict(images)`` is ready."""
+    from .training.module import build_model  # Lightning and Hydra only when needed
+
+    checkpoint = read_checkpoint(path)
+    spec = checkpoint.get("hyper_parameters", {}).get("model")
+    if not isinstance(spec, Mapping) or spec.get("num_classes") is None:
+        raise ValueError(f"{path} has no complete model specification "
+                         "(hyper_parameters.model with num_classes); was it written by "
+                         "detector.training.DetectionModule from a specification?")
+    model = build_model(spec)
+    prefix = "model."
+    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items()
+             if k.startswith(prefix)}
+    load_fitting(model, state, f"weights in {path}")
+    return model.to(device).eval()

@@ -1,0 +1,98 @@
+"""detector.load: a checkpoint written by training gives back the same model
+(architecture from the saved specification, class names, preprocessing,
+weights); files that would run code when unpickled, files of another
+architecture and files that are not checkpoints are refused with errors that
+say why."""
+
+import os
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import detector
+from detector.training import DetectionModule, SyntheticDataModule
+
+SPEC = {
+    "_target_": "detector.builders.fpn_rcnn", "num_classes": None, "depth": 18,
+    "backbone_width": 16, "norm": "bn", "trainable_stages": 5, "fpn_channels": 32,
+    "representation_size": 64, "mask_channels": 32, "anchor_sizes": [16, 32, 64, 128, 256],
+    "box_op": {"_target_": "ops.roi_align", "_partial_": True, "output_size": 7,
+               "sampling_ratio": 2, "aligned": True},
+    "transform": {"_target_": "detector.transform.ImageTransform", "min_size": None},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A checkpoint after two training steps on tiny synthetic data, and its module."""
+    root = tmp_path_factory.mktemp("load")
+    data = SyntheticDataModule(str(root / "data"), num_train=4, num_val=2, image_size=(96, 128),
+                               min_size=96, max_size=128, batch_size=2)
+    module = DetectionModule(SPEC, optimizer="adamw", lr=1e-3, warmup_steps=1)
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, num_sanity_val_steps=0, limit_val_batches=0,
+                         default_root_dir=root)
+    trainer.fit(module, data)
+    path = root / "trained.ckpt"
+    trainer.save_checkpoint(path)
+    return path, module, data
+
+
+def test_load_gives_back_the_trained_model(trained):
+    path, module, data = trained
+    model = detector.load(path)
+    assert not model.training
+    assert model.class_names == data.class_names == module.model.class_names
+    assert model.num_classes == 7 and model.transform.min_size is None
+    image, _ = data.dataset("val")[0]
+    module.model.eval()
+    with torch.no_grad():
+        expected = module.model.predict([image])[0]
+        got = model.predict([image])[0]
+    assert len(got["boxes"]) == len(expected["boxes"])
+    for key in ("boxes", "labels", "scores", "masks"):
+        torch.testing.assert_close(got[key], expected[key])
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+def test_a_file_that_runs_code_is_refused(tmp_path):
+    payload = _RunsCode()
+    payload.marker = str(tmp_path / "code-ran")
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": payload}, path)
+    with pytest.raises(ValueError, match="refused to load .*evil.ckpt.*run as code"):
+        detector.load(path)
+    assert not (tmp_path / "code-ran").exists()
+
+
+def test_another_architecture_names_the_keys(trained, tmp_path):
+    path, _, _ = trained
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"]["model"]["fpn_channels"] = 48
+    other = tmp_path / "other.ckpt"
+    torch.save(checkpoint, other)
+    with pytest.raises(ValueError, match=r"weights in .*other.ckpt do not fit GeneralizedRCNN: "
+                                         r"shape mismatch .* backbone\.fpn\."):
+        detector.load(other)
+    checkpoint["hyper_parameters"]["model"].update(fpn_channels=32, masks=False)
+    torch.save(checkpoint, other)
+    with pytest.raises(ValueError, match=r"unexpected \d+ keys: roi_heads\.mask_branch"):
+        detector.load(other)
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.ckpt"):
+        detector.load(tmp_path / "missing.ckpt")
+    weights = tmp_path / "weights.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, weights)
+    with pytest.raises(ValueError, match="not a checkpoint of this project"):
+        detector.load(weights)
+    no_spec = tmp_path / "no_spec.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"lr": 0.1}}, no_spec)
+    with pytest.raises(ValueError, match="no complete model specification"):
+        detector.load(no_spec)
