@@ -1,0 +1,150 @@
+"""Run a detector on your images: ``python -m detector.predict`` (Hydra).
+
+    python -m detector.predict ckpt=outputs/RUN/checkpoints/best-epoch011.ckpt input=photos/ output=out/
+    python -m detector.predict torchvision=maskrcnn_resnet50_fpn weights=maskrcnn.pth \\
+        input="photos/*.jpg" output=out/
+
+For each image it writes ``<name>.png`` with the boxes, class names, scores and masks drawn,
+and one ``predictions.json`` (COCO results, plus each entry's file name and class name) for all
+images. An image that cannot be read is reported by name and the others are still processed.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torchvision.io import ImageReadMode, decode_image, write_png
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+from tqdm import tqdm
+
+from .backbones.frozen import read_state_dict
+from .evaluation import to_coco_results
+from .loading import load
+from .rcnn import GeneralizedRCNN
+from .torchvision_compat import from_torchvision
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def find_images(input: str | os.PathLike) -> list[Path]:
+    """An image file, the images of a folder (sorted), or the files a glob matches."""
+    path = Path(input)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        found = sorted(Path(p) for p in glob.glob(str(input), recursive=True)
+                       if Path(p).is_file())
+    if not found:
+        raise FileNotFoundError(f"input={input}: no image file, folder of images or glob "
+                                "matching any file")
+    return found
+
+
+def load_model(ckpt: str | None = None, torchvision: str | None = None,
+               weights: str | None = None) -> GeneralizedRCNN:
+    """A project checkpoint (``ckpt``), or torchvision weights (``torchvision``
+    = the architecture name, ``weights`` = the local file), in eval mode."""
+    if (ckpt is None) == (torchvision is None):
+        raise ValueError("give either ckpt=PATH (a checkpoint of this project) or "
+                         "torchvision=NAME weights=PATH (torchvision weights)")
+    if ckpt is not None:
+        return load(ckpt)
+    if weights is None:
+        raise ValueError(f"torchvision={torchvision} needs weights=PATH, a local weights file "
+                         "(nothing is downloaded)")
+    return from_torchvision(torchvision, read_state_dict(weights)).eval()
+
+
+def _read(path: Path) -> torch.Tensor:
+    return decode_image(str(path), mode=ImageReadMode.RGB)
+
+
+def _batches(paths: Sequence[Path], size: int) -> Iterator[list[tuple[int, Path, torch.Tensor]]]:
+    """(index in paths, path, uint8 image) in batches; unreadable images are
+    logged by name and left out."""
+    batch = []
+    for index, path in enumerate(paths):
+        try:
+            batch.append((index, path, _read(path)))
+        except (RuntimeError, OSError, ValueError) as error:
+            log.error("cannot read image %s (%s); skipped", path, error)
+            continue
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def draw(image: torch.Tensor, detections: dict, class_names: Sequence[str] | None,
+         score_threshold: float, mask_threshold: float = 0.5) -> torch.Tensor:
+    """uint8 [3, H, W] with the detections scoring at least ``score_threshold``."""
+    keep = detections["scores"] >= score_threshold
+    boxes, labels, scores = (detections[k][keep].cpu() for k in ("boxes", "labels", "scores"))
+    if "masks" in detections and keep.any():
+        masks = detections["masks"][keep].cpu()[:, 0] >= mask_threshold
+        image = draw_segmentation_masks(image, masks, alpha=0.45)
+    names = [f"{class_names[int(l)] if class_names else int(l)} {s:.2f}"
+             for l, s in zip(labels, scores)]
+    if len(boxes):
+        image = draw_bounding_boxes(image, boxes, labels=names, width=2)
+    return image
+
+
+def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.PathLike,
+            batch_size: int = 2, device: str = "auto", score_threshold: float = 0.5) -> list:
+    """Runs ``model`` on ``paths`` in batches; writes the pictures and
+    predictions.json into ``output``; returns the COCO results. An entry's
+    ``image_id`` is the image's index in ``paths``; ``category_id`` is the
+    model's label (for torchvision's COCO models, the COCO category id)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    model = model.to(device).eval()
+    names = getattr(model, "class_names", None)
+    results = []
+    with tqdm(total=len(paths), desc="predict", unit="image") as progress:
+        for batch in _batches(paths, batch_size):
+            images = [image.to(device, torch.float32) / 255 for _, _, image in batch]
+            with torch.no_grad():
+                detections = model.predict(images)
+            for (image_id, path, image), det in zip(batch, detections):
+                write_png(draw(image, det, names, score_threshold).cpu(),
+                          str(output / f"{path.stem}.png"))
+                labels = {int(label): int(label) for label in det["labels"]}
+                for entry in to_coco_results([det], [image_id], labels):
+                    entry["file_name"] = path.name
+                    if names:
+                        entry["category_name"] = names[entry["category_id"]]
+                    results.append(entry)
+            progress.update(len(batch))
+    partial = output / "predictions.json.partial"
+    partial.write_text(json.dumps(results))
+    os.replace(partial, output / "predictions.json")
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    model = load_model(cfg.get("ckpt"), cfg.get("torchvision"), cfg.get("weights"))
+    paths = find_images(cfg.input)
+    results = predict(model, paths, cfg.output, cfg.batch_size, cfg.device, cfg.score_threshold)
+    print(f"{len(results)} detections in {len(paths)} images; pictures and predictions.json "
+          f"in {cfg.output}")
+
+
+if __name__ == "__main__":
+    main()
