@@ -37,17 +37,18 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
              norm: str = "frozen_bn", box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
              backbone_width: int = 64, fpn_channels: int = 256, representation_size: int = 1024,
              mask_channels: int = 256, head_norm: bool = False, canonical_scale: float = 224,
-             anchor_sizes: Sequence[int] = FPN_ANCHOR_SIZES, rpn: dict | None = None, roi_heads: dict | None = None,
+             anchor_sizes: Sequence[int] = FPN_ANCHOR_SIZES, rpn: dict | None = None,
+             roi_heads: dict | None = None,
              transform: ImageTransform | None = None,
              class_names: list[str] | None = None) -> GeneralizedRCNN:
     """Faster R-CNN (masks=False) or Mask R-CNN with a ResNet-FPN backbone, by
     default in the configuration of torchvision's ``*_resnet50_fpn`` models.
 
     ``box_op`` / ``mask_op`` choose the ROI operators (default: roi_align,
-    7x7 / 14x14, 2 samples per bin, aligned=False). The widths (ResNet stem
-    ``backbone_width``, 64 as usual; FPN channels,
-    box MLP, mask convolutions) and the anchor sizes (one per level, P2-P6)
-    size the model down for small images or a CPU; ``head_norm=True`` adds
+    7x7 / 14x14, 2 samples per bin, aligned=False). The widths (the ResNet's
+    ``backbone_width``, 64 as usual; FPN channels, box MLP, mask convolutions)
+    and the anchor sizes (one per level, P2-P6) size the model down for small
+    images or a CPU; ``head_norm=True`` adds
     BatchNorm to the pyramid, the box MLP and the mask convolutions, which
     training from scratch needs to converge quickly; ``canonical_scale`` is the
     box size pooled from P4 (FPN's level rule, 224 for ~800-pixel images;

@@ -7,29 +7,18 @@ containers only, so a file that would run code when unpickled is refused.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
-from .backbones.frozen import load_fitting
+from .backbones.frozen import load_fitting, load_plain
 from .rcnn import GeneralizedRCNN
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The checkpoint's contents (on the CPU), refusing anything but tensors and
     plain containers."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"refused to load {path}: it holds Python objects that unpickling would run as "
-            f"code; only tensors and plain containers are read (weights_only=True). "
-            f"torch said: {str(error).splitlines()[0]}") from None
+    checkpoint = load_plain(path, "checkpoint")
     if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a checkpoint of this project (no 'state_dict'); "
                          "torchvision weights load with detector.from_torchvision")

@@ -1,6 +1,7 @@
 """Run a detector on your images: ``python -m detector.predict`` (Hydra).
 
-    python -m detector.predict ckpt=outputs/RUN/checkpoints/best-epoch011.ckpt input=photos/ output=out/
+    python -m detector.predict ckpt=outputs/RUN/checkpoints/best-epoch011.ckpt \\
+        input=photos/ output=out/
     python -m detector.predict torchvision=maskrcnn_resnet50_fpn weights=maskrcnn.pth \\
         input="photos/*.jpg" output=out/
 

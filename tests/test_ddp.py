@@ -1,6 +1,7 @@
 """trainer=ddp: two CPU processes (gloo) train two steps and evaluate; the
 evaluation gathered from both (5 images: one is evaluated by both processes,
-and must count once) equals one process's evaluation of the same checkpoint. Slow (two processes start, each builds the model): -m slow."""
+and must count once) equals one process's evaluation of the same checkpoint.
+Slow (two processes start, each builds the model): -m slow."""
 
 import json
 import subprocess

@@ -17,9 +17,9 @@ from .resnet import ResNetC5
 
 class ResNetFPN(nn.Module):
     """``{"p2": stride 4, ..., "p5": stride 32, "p6": stride 64}``, all with
-    ``out_channels`` channels. Args of the ResNet as for ``ResNetC5``;
-    ``width`` scales the ResNet (see ResNetC5); ``fpn_norm=True`` puts BatchNorm after the pyramid's convolutions (for
-    training from scratch)."""
+    ``out_channels`` channels. Args of the ResNet as for ``ResNetC5``
+    (``width`` scales it); ``fpn_norm=True`` puts BatchNorm after the
+    pyramid's convolutions (for training from scratch)."""
 
     def __init__(self, depth: int = 50, weights_path: str | None = None,
                  trainable_stages: int = 3, norm: str = "frozen_bn", out_channels: int = 256,

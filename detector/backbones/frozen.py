@@ -72,18 +72,25 @@ def freeze_stages(stages: Sequence[nn.Module], num_trainable: int) -> list[nn.Mo
     return list(stages[:num_frozen])
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict of tensors from a local file, refusing anything else."""
+def load_plain(path: str | os.PathLike, what: str):
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain
+    containers only. A missing file or one that would run code when unpickled
+    gets an error naming ``what`` it should have been and the path."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
-            f"{path} is not a plain state dict of tensors; torch.load(weights_only=True) "
-            f"refused it: {error}"
-        ) from error
+            f"refused to load {path}: it is not a plain state dict or checkpoint; it holds "
+            f"Python objects that unpickling would run as code, and torch.load(weights_only=True) "
+            f"reads only tensors and plain containers ({str(error).splitlines()[0]})") from None
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict of tensors from a local file, refusing anything else."""
+    state = load_plain(path, "backbone weights file")
     if not isinstance(state, Mapping) or not all(
         isinstance(value, torch.Tensor) for value in state.values()
     ):

@@ -19,7 +19,8 @@ class TrainingInterrupted(Exception):
     """Raised out of ``Trainer.fit`` once the interrupted run's checkpoint is written."""
 
     def __init__(self, checkpoint: Path, step: int):
-        super().__init__(f"training interrupted after step {step}; resume with ckpt_path={checkpoint}")
+        super().__init__(f"training interrupted after step {step}; "
+                         f"resume with ckpt_path={checkpoint}")
         self.checkpoint, self.step = checkpoint, step
 
 
