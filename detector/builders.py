@@ -134,16 +134,17 @@ def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int
 def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
             backbone_weights: str | None = None, trainable_stages: int = 3,
             norm: str = "frozen_bn", box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
-            **heads) -> GeneralizedRCNN:
+            backbone_width: int = 64, **heads) -> GeneralizedRCNN:
     """ResNet-C4 (stride 16) with res5 as the box head and, for masks, res5's 7x7
     map (shared weights) upsampled to 14x14 masks: the paper's Table 2c model.
     ROI operators pool 14x14 for both branches. ``norm="bn"`` keeps BatchNorm
-    training (for training without ImageNet weights). ``heads``: the keyword
+    training (for training without ImageNet weights); ``backbone_width`` scales
+    the ResNet (64 as usual, smaller from scratch). ``heads``: the keyword
     arguments of single_level_rcnn (anchor_sizes, rpn, roi_heads, transform,
     class_names)."""
-    res5 = ResNetRes5Head(depth, backbone_weights, norm)
+    res5 = ResNetRes5Head(depth, backbone_weights, norm, backbone_width)
     return single_level_rcnn(
-        ResNetC4(depth, backbone_weights, trainable_stages, norm), res5, num_classes, masks=masks,
+        ResNetC4(depth, backbone_weights, trainable_stages, norm, backbone_width), res5, num_classes, masks=masks,
         mask_head=Res5MaskHead(res5), box_op=box_op or roi_align_op(14),
         mask_op=mask_op or roi_align_op(14), **heads)
 
@@ -151,11 +152,12 @@ def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
 def c5_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
             backbone_weights: str | None = None, trainable_stages: int = 3,
             norm: str = "frozen_bn", box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
-            representation_size: int = 1024, **heads) -> GeneralizedRCNN:
+            representation_size: int = 1024, backbone_width: int = 64,
+            **heads) -> GeneralizedRCNN:
     """ResNet-C5 (stride 32, the paper's Table 2d setting) with a two-layer MLP
-    box head on the pooled features. ``heads`` as for c4_rcnn (plus
-    mask_channels)."""
-    backbone = ResNetC5(depth, backbone_weights, trainable_stages, norm)
+    box head on the pooled features. ``backbone_width`` and ``heads`` as for
+    c4_rcnn (plus mask_channels)."""
+    backbone = ResNetC5(depth, backbone_weights, trainable_stages, norm, backbone_width)
     box_size = _output_size(box_op or roi_align_op(7))
     head = TwoMLPHead(backbone.out_channels * box_size[0] * box_size[1], representation_size)
     return single_level_rcnn(backbone, head, num_classes, masks=masks, box_op=box_op,

@@ -133,7 +133,10 @@ class ResNetC4(_ResNetTrunk):
             (layer3, layer2, layer1, stem), 0..4; the others are frozen.
         norm: ``"frozen_bn"`` or ``"bn"`` (see the module docstring).
 
-    ``out_channels`` is 256 for depth 18/34 and 1024 for 50/101.
+        width: the stem's channels (64 in the standard ResNets); every stage
+            scales with it. Other widths train from scratch.
+
+    ``out_channels`` is 256 for depth 18/34 and 1024 for 50/101 (times width / 64).
     """
 
     def __init__(
@@ -142,8 +145,9 @@ class ResNetC4(_ResNetTrunk):
         weights_path: str | None = None,
         trainable_stages: int = 3,
         norm: str = "frozen_bn",
+        width: int = 64,
     ):
-        super().__init__(depth, 3, "res4", weights_path, trainable_stages, norm)
+        super().__init__(depth, 3, "res4", weights_path, trainable_stages, norm, width)
 
 
 class ResNetC5(_ResNetTrunk):
@@ -181,13 +185,18 @@ class ResNetRes5Head(nn.Module):
         weights_path: local torchvision ImageNet state dict (its ``layer4.*``
             keys are used), or None.
         norm: ``"frozen_bn"`` or ``"bn"``. The head is always trainable.
+        width: as for ``ResNetC4``; must match it.
 
-    ``out_channels`` is 512 for depth 18/34 and 2048 for 50/101.
+    ``out_channels`` is 512 for depth 18/34 and 2048 for 50/101 (times width / 64).
     """
 
-    def __init__(self, depth: int = 50, weights_path: str | None = None, norm: str = "frozen_bn"):
+    def __init__(self, depth: int = 50, weights_path: str | None = None,
+                 norm: str = "frozen_bn", width: int = 64):
         super().__init__()
-        net = _torchvision_resnet(depth, norm)
+        if width != 64 and weights_path is not None:
+            raise ValueError(f"ImageNet weights are for width 64; width={width} trains from "
+                             "scratch (weights_path must be None)")
+        net = _torchvision_resnet(depth, norm, width)
         self.layer4 = net.layer4
         self.out_channels = net.fc.in_features
         if weights_path is not None:

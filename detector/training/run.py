@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ..evaluation import format_table
@@ -30,7 +32,9 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 def train(cfg: DictConfig) -> dict:
     """Trains (cfg.train) and tests (cfg.test) the configured model; writes
-    results.json (final test metrics) into cfg.paths.output_dir and returns them."""
+    results.json (final test metrics, with what identifies the run: its command-line
+    overrides, seed and wall time) into cfg.paths.output_dir and returns the metrics."""
+    started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -58,8 +62,11 @@ def train(cfg: DictConfig) -> dict:
         trainer.test(module, datamodule, ckpt_path=ckpt_path)
         metrics = module.metrics["test"]
         partial = output_dir / "results.json.partial"
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         partial.write_text(json.dumps(
-            {"metrics": metrics, "checkpoint": str(ckpt_path) if ckpt_path else None}, indent=2))
+            {"metrics": metrics, "checkpoint": str(ckpt_path) if ckpt_path else None,
+             "overrides": overrides, "seed": cfg.seed,
+             "wall_time_s": round(time.perf_counter() - started, 1)}, indent=2))
         os.replace(partial, output_dir / "results.json")
         print(format_table(metrics))
     return metrics
