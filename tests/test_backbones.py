@@ -194,6 +194,8 @@ def test_vgg_trainable_from():
         (lambda: ResNetC4(18, norm="gn"), "norm must be one of .*'gn'"),
         (lambda: ResNetC5(18, width=20), "width must be a multiple of 8, at least 8, got 20"),
         (lambda: ResNetC5(18, weights_path="w.pth", width=32), "ImageNet weights are for width 64"),
+        (lambda: ResNetC4(18, weights_path="w.pth", width=16), "width=16 trains from scratch"),
+        (lambda: ResNetRes5Head(18, "w.pth", width=16), "ImageNet weights are for width 64"),
         (lambda: VGG16Conv5(trainable_from=0), r"trainable_from must be in 1\.\.5, got 0"),
         (lambda: VGG16Conv5(trainable_from=6), "got 6"),
     ],
@@ -227,6 +229,17 @@ def test_resnet_width_scales_every_stage():
     assert net(_image())["res5"].shape == (1, 256, HEIGHT // 32, WIDTH // 32)
     assert [getattr(net, f"layer{i}")[0].conv1.out_channels for i in range(1, 5)] == [32, 64,
                                                                                       128, 256]
+
+
+def test_c4_and_its_res5_head_at_a_smaller_width():
+    """ResNet-18 C4 at width 16: stages 16, 32, 64 (res4 out), and the res5 head
+    16 * 8 = 128 channels, taking the C4 map's 64."""
+    trunk = ResNetC4(18, norm="bn", trainable_stages=4, width=16)
+    head = ResNetRes5Head(18, norm="bn", width=16)
+    assert (trunk.out_channels, head.out_channels) == (64, 128)
+    res4 = trunk(_image())["res4"]
+    assert res4.shape == (1, 64, HEIGHT // 16, WIDTH // 16)
+    assert head(res4[:, :, :14, :14]).shape == (1, 128)
 
 
 # ---- local weights --------------------------------------------------------------------------

@@ -135,3 +135,38 @@ def test_experiment_configs_instantiate(tmp_path, tiny_coco, experiment):
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         cfg.trainer.accelerator, cfg.trainer.precision = "cpu", "bf16-mixed"
     assert isinstance(hydra.utils.instantiate(cfg.trainer), pl.Trainer)
+
+
+STUDIES = {  # issue 5: what each ablation study sweeps, and how many runs that makes
+    "roi_ops_c4": ({"roi_op": ["pool", "warp_max", "warp_avg", "align_max", "align_avg"]}, 15),
+    "roi_ops_c5": ({"roi_op": ["pool", "align_avg"]}, 6),
+    "sampling": ({"roi_op": ["align_avg", "align_s1", "align_adaptive", "align"]}, 12),
+    "object_size": ({"data.object_size": ["small", "large"], "roi_op": ["pool", "align_avg"]},
+                    12),
+}
+
+
+@pytest.mark.parametrize("study", sorted(STUDIES))
+def test_ablation_studies_sweep_what_they_claim(tmp_path, study):
+    """Each study sweeps three seeds, seed first, over its variants; every
+    variant composes, and the variants differ only in what is swept (one
+    model, schedule and optimizer for all)."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={study}"], return_hydra_config=True)
+    params = {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+    variants, runs = STUDIES[study]
+    assert list(params)[0] == "seed" and params.pop("seed") == ["0", "1", "2"]
+    assert params == variants
+    count = 3
+    for values in params.values():
+        count *= len(values)
+    assert count == runs
+    shared = None
+    for key, values in params.items():
+        for value in values:
+            run = _compose(tmp_path, f"experiment={study}", f"{key}={value}")
+            assert run.get(key.split(".")[0]) is not None
+            same = (run.module, run.trainer.max_epochs, run.model._target_,
+                    run.model.backbone_width)
+            assert shared in (None, same)
+            shared = same
