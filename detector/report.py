@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,25 @@ def report(folders: Sequence[str | Path], output: str | Path | None = None,
     return text
 
 
+def update_document(document: str | Path, name: str, text: str, image: str | None) -> None:
+    """Replaces the block between ``<!-- report: NAME -->`` and ``<!-- end report -->``
+    in ``document`` with ``text`` (and the chart), so a document's tables are the
+    report's own output, regenerated rather than edited."""
+    document = Path(document)
+    content = document.read_text()
+    begin, end = f"<!-- report: {name} -->", "<!-- end report -->"
+    if begin not in content:
+        raise ValueError(f"{document}: no '{begin}' marker to put the {name} table under")
+    head, rest = content.split(begin, 1)
+    if end not in rest:
+        raise ValueError(f"{document}: '{begin}' has no '{end}' after it")
+    tail = rest.split(end, 1)[1]
+    chart = f"\n\n![{name}]({image})" if image else ""
+    partial = document.with_name(document.name + ".partial")
+    partial.write_text(f"{head}{begin}\n{text}{chart}\n{end}{tail}")
+    partial.replace(document)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m detector.report", description=__doc__.split("\n\n")[0])
@@ -290,9 +310,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: roi_op=pool; '' for none)")
     parser.add_argument("--title", help="the chart's and report's title (default: the "
                         "runs' experiment, else the first DIR's name)")
+    parser.add_argument("--update", metavar="DOC", help="also put the table (and chart) into "
+                        "the Markdown file DOC, between '<!-- report: TITLE -->' and "
+                        "'<!-- end report -->'")
     args = parser.parse_args(argv)
     try:
         text = report(args.folders, args.output, args.baseline or None, args.title)
+        if args.update:
+            output = Path(args.output or args.folders[0])
+            title = (output / "report.md").read_text().splitlines()[0].removeprefix("# ")
+            chart = os.path.relpath(output / "report.png", Path(args.update).resolve().parent)
+            update_document(args.update, title, text, chart)
     except (FileNotFoundError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
     print(text)

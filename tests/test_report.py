@@ -110,3 +110,18 @@ def test_command_line(study):
     bad = subprocess.run([sys.executable, "-m", "detector.report", str(study / "nope")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "nope: no such folder" in bad.stderr
+
+
+def test_update_puts_the_table_between_the_markers(study, tmp_path):
+    doc = tmp_path / "docs" / "ablation.md"
+    doc.parent.mkdir()
+    doc.write_text("intro\n<!-- report: roi_ops_c5 -->\nold table\n<!-- end report -->\noutro\n")
+    from detector.report import main
+    assert main([str(study), "-o", str(tmp_path / "docs" / "c5"), "--update", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith("intro\n<!-- report: roi_ops_c5 -->\n| variant |")
+    assert "old table" not in text and text.endswith("<!-- end report -->\noutro\n")
+    assert "![roi_ops_c5](c5/report.png)" in text
+    doc.write_text("no markers")
+    with pytest.raises(SystemExit):
+        main([str(study), "-o", str(tmp_path / "docs" / "c5"), "--update", str(doc)])
