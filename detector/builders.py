@@ -40,7 +40,8 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
              anchor_sizes: Sequence[int] = FPN_ANCHOR_SIZES, rpn: dict | None = None,
              roi_heads: dict | None = None,
              transform: ImageTransform | None = None,
-             class_names: list[str] | None = None) -> GeneralizedRCNN:
+             class_names: list[str] | None = None,
+             category_ids: list[int] | None = None) -> GeneralizedRCNN:
     """Faster R-CNN (masks=False) or Mask R-CNN with a ResNet-FPN backbone, by
     default in the configuration of torchvision's ``*_resnet50_fpn`` models.
 
@@ -76,7 +77,7 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
     heads = ROIHeads(PYRAMID, Pooler(box_op, PYRAMID_STRIDES, canonical_scale), box_branch,
                      mask_pooler, mask_branch, **(roi_heads or {}))
     return GeneralizedRCNN(backbone, proposal_net, heads, transform or ImageTransform(),
-                           num_classes, class_names)
+                           num_classes, class_names, category_ids)
 
 
 class Res5MaskHead(nn.Module):
@@ -102,7 +103,8 @@ def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int
                       anchor_sizes: Sequence[int] = SINGLE_LEVEL_ANCHOR_SIZES,
                       rpn: dict | None = None, roi_heads: dict | None = None,
                       transform: ImageTransform | None = None,
-                      class_names: list[str] | None = None) -> GeneralizedRCNN:
+                      class_names: list[str] | None = None,
+                      category_ids: list[int] | None = None) -> GeneralizedRCNN:
     """Faster/Mask R-CNN on a backbone with one feature map (C4, C5, VGG16), the
     setting of the Mask R-CNN paper's ROI operator ablations. ``box_head`` maps
     pooled features to vectors; ``mask_head`` maps pooled features to a map
@@ -128,7 +130,7 @@ def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int
     heads = ROIHeads([name], Pooler(box_op or roi_align_op(7), [stride]), box_branch,
                      mask_pooler, mask_branch, **(roi_heads or {}))
     return GeneralizedRCNN(backbone, proposal_net, heads, transform or ImageTransform(),
-                           num_classes, class_names)
+                           num_classes, class_names, category_ids)
 
 
 def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
@@ -141,7 +143,7 @@ def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
     training (for training without ImageNet weights); ``backbone_width`` scales
     the ResNet (64 as usual, smaller from scratch). ``heads``: the keyword
     arguments of single_level_rcnn (anchor_sizes, rpn, roi_heads, transform,
-    class_names)."""
+    class_names, category_ids)."""
     res5 = ResNetRes5Head(depth, backbone_weights, norm, backbone_width)
     return single_level_rcnn(
         ResNetC4(depth, backbone_weights, trainable_stages, norm, backbone_width), res5, num_classes, masks=masks,

@@ -109,13 +109,18 @@ def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.Path
     """Runs ``model`` on ``paths`` in batches; writes the pictures and
     predictions.json into ``output``; returns the COCO results. An entry's
     ``image_id`` is the image's index in ``paths``; ``category_id`` is the
-    model's label (for torchvision's COCO models, the COCO category id)."""
+    training data's category id of the label (the model's ``category_ids``;
+    for torchvision's COCO models, whose labels are COCO's ids, the label)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     model = model.to(device).eval()
     names = getattr(model, "class_names", None)
+    ids = getattr(model, "category_ids", None)
+
+    def category(label: int) -> int:
+        return ids[label - 1] if ids else label
     results = []
     with tqdm(total=len(paths), desc="predict", unit="image") as progress:
         for batch in _batches(paths, batch_size):
@@ -125,11 +130,12 @@ def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.Path
             for (image_id, path, image), det in zip(batch, detections):
                 write_png(draw(image, det, names, score_threshold).cpu(),
                           str(output / f"{path.stem}.png"))
-                labels = {int(label): int(label) for label in det["labels"]}
+                labels = {int(label): category(int(label)) for label in det["labels"]}
+                names_of = {labels[k]: names[k] for k in labels} if names else {}
                 for entry in to_coco_results([det], [image_id], labels):
                     entry["file_name"] = path.name
-                    if names:
-                        entry["category_name"] = names[entry["category_id"]]
+                    if names_of:
+                        entry["category_name"] = names_of[entry["category_id"]]
                     results.append(entry)
             progress.update(len(batch))
     partial = output / "predictions.json.partial"

@@ -24,12 +24,15 @@ class GeneralizedRCNN(nn.Module):
 
     def __init__(self, backbone: nn.Module, rpn: RegionProposalNetwork, roi_heads: ROIHeads,
                  transform: ImageTransform, num_classes: int,
-                 class_names: list[str] | None = None):
+                 class_names: list[str] | None = None, category_ids: list[int] | None = None):
         super().__init__()
         self.backbone, self.rpn, self.roi_heads = backbone, rpn, roi_heads
         self.transform = transform
         self.num_classes = num_classes
         self.class_names = class_names
+        # label i (1..num_classes - 1) is the data's category category_ids[i - 1];
+        # None: labels are the category ids (torchvision's COCO models)
+        self.category_ids = category_ids
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         check_images(images)

@@ -78,3 +78,19 @@ def test_the_command(trained, photos, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "shape0.png").is_file() and (out / "predictions.json").is_file()
+
+
+def test_category_ids_are_the_training_datas(trained, photos, tmp_path):
+    """The checkpoint keeps the data's category id of every label, and
+    predictions.json reports those ids (COCO ids have gaps: label 1 need not
+    be category 1), with the names of the labels they came from."""
+    path, _, data = trained
+    model = detector.load(path)
+    assert model.category_ids == data.category_ids == [1, 2, 3, 4, 5, 6]
+    model.category_ids = [10, 20, 30, 40, 50, 60]  # as if trained on ids with gaps
+    results = predict(model, find_images(photos / "shape0.png"), tmp_path / "ids",
+                      score_threshold=0.0)
+    assert results
+    for r in results:
+        label = model.category_ids.index(r["category_id"]) + 1
+        assert r["category_name"] == model.class_names[label]

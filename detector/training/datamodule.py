@@ -59,6 +59,11 @@ class CocoDataModule(pl.LightningDataModule):
     def class_names(self) -> list[str]:
         return self.dataset("train").class_names
 
+    @property
+    def category_ids(self) -> list[int]:
+        """The category id of each label 1..K (COCO ids may have gaps)."""
+        return list(self.dataset("train").category_ids)
+
     def _loader(self, stage: str, sampler: EpochSampler) -> DataLoader:
         if (self.trainer is not None and self.trainer.world_size > 1
                 and self.trainer._accelerator_connector.use_distributed_sampler):

@@ -134,6 +134,9 @@ class DetectionModule(pl.LightningModule):
             spec["num_classes"] = len(names)
             spec.setdefault("class_names", None)
             spec["class_names"] = spec["class_names"] or list(names)
+            ids = getattr(datamodule, "category_ids", None)
+            if ids is not None and spec.get("category_ids") is None:
+                spec["category_ids"] = list(ids)
         if spec.get("num_classes") is None:
             raise ValueError("the model's num_classes is not set and there is no datamodule "
                              "with class_names to take it from")
