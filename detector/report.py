@@ -219,7 +219,8 @@ def markdown(variants: Sequence[Variant], baseline: str | None = "roi_op=pool") 
     diffs = [(v, b) for v in variants if (b := baseline_of(v, variants, baseline))]
     if diffs:
         lines += ["", f"Difference to the baseline ({baseline}, same other settings), "
-                  "percent points, paired by seed (mean ± std):", "",
+                  "percent points, paired by seed (mean ± std of the per-seed differences; "
+                  "without ±: the seeds do not match, difference of the means):", "",
                   "| variant | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
         for v, b in diffs:
             cells = [_diff_cell(difference(v, b, t, m)) for t, m in columns]
