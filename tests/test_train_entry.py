@@ -81,12 +81,13 @@ def test_interrupted_run_resumes_exactly(tmp_path, stop_step):
     train(_cfg(tmp_path, *common, run="straight"))
     stopper = ["+callbacks.stop._target_=test_train_entry.SignalAtStep",
                f"+callbacks.stop.step={stop_step}"]
+    handler = signal.getsignal(signal.SIGINT)  # Python's, or SIG_IGN in a background job
     with pytest.raises(SystemExit) as stopped:
         train(_cfg(tmp_path, *common, *stopper, run="stopped"))
     assert stopped.value.code == 130
     saved = _final_state(tmp_path / "stopped")
     assert saved["global_step"] == stop_step
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler  # put back as it was
     stopped_at = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
     train(_cfg(tmp_path, *common, f"ckpt_path={stopped_at}", run="resumed"))
     straight, resumed = _final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed")
