@@ -171,18 +171,18 @@ def baseline_of(variant: Variant, variants: Sequence[Variant], baseline: str | N
 
 def difference(variant: Variant, base: Variant, iou_type: str, metric: str
                ) -> tuple[float, float] | None:
-    """variant - base in percent points: paired by seed (mean ± std of the
-    per-seed differences) when both have the same seeds, else the difference
-    of the means (std 0 is not claimed: NaN)."""
+    """variant - base in percent points, paired by seed: mean ± std of the
+    per-seed differences over the seeds both have (at least two); else the
+    difference of the means (std NaN: not claimed)."""
     pairs = {}
     for side, var in ((0, variant), (1, base)):
         for run in var.runs:
             value = run.metrics.get(iou_type, {}).get(metric)
-            if value is not None and value >= 0:
+            if value is not None and value >= 0 and run.seed is not None:
                 pairs.setdefault(run.seed, [None, None])[side] = 100 * value
-    if pairs and all(a is not None and b is not None for a, b in pairs.values()) \
-            and None not in pairs:
-        return mean_std([a - b for a, b in pairs.values()])
+    paired = [a - b for a, b in pairs.values() if a is not None and b is not None]
+    if len(paired) >= 2:
+        return mean_std(paired)
     mine, theirs = variant.values(iou_type, metric), base.values(iou_type, metric)
     if not mine or not theirs:
         return None
@@ -219,8 +219,9 @@ def markdown(variants: Sequence[Variant], baseline: str | None = "roi_op=pool") 
     diffs = [(v, b) for v in variants if (b := baseline_of(v, variants, baseline))]
     if diffs:
         lines += ["", f"Difference to the baseline ({baseline}, same other settings), "
-                  "percent points, paired by seed (mean ± std of the per-seed differences; "
-                  "without ±: the seeds do not match, difference of the means):", "",
+                  "percent points, paired by seed (mean ± std of the per-seed differences "
+                  "over the seeds both have; without ±: fewer than two seeds in common, "
+                  "difference of the means):", "",
                   "| variant | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
         for v, b in diffs:
             cells = [_diff_cell(difference(v, b, t, m)) for t, m in columns]

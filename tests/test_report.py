@@ -125,3 +125,12 @@ def test_update_puts_the_table_between_the_markers(study, tmp_path):
     doc.write_text("no markers")
     with pytest.raises(SystemExit):
         main([str(study), "-o", str(tmp_path / "docs" / "c5"), "--update", str(doc)])
+
+
+def test_difference_pairs_the_seeds_both_have(tmp_path):
+    for seed, ap in enumerate([0.2, 0.4, 0.9]):
+        write_run(tmp_path, "pool", seed, ap, 0.4)
+    write_run(tmp_path, "align_avg", 0, 0.3, 0.4)  # +10 over seed 0
+    write_run(tmp_path, "align_avg", 1, 0.7, 0.4)  # +30 over seed 1; pool's seed 2 unpaired
+    text = markdown(group(find_runs([tmp_path])))
+    assert "| RoIAlign (avg) | +20.0 ± 14.1 |" in text  # mean(10, 30), std sqrt(200)
