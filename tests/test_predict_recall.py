@@ -6,9 +6,10 @@ against the held-out annotations.
 Recall here: the fraction of held-out objects that one of their image's 10
 highest-scoring detections covers at IoU 0.5, ignoring the class (located)
 and with the class right (classified). Measured on the 2-core CPU, 37 objects
-in 12 images: after 600 steps 0.81 located / 0.43 classified; the same model
-untrained (one step at lr 1e-12) 0.00 / 0.00. The bounds (0.6 / 0.25) sit
-between with a margin for other seeds and machines. Slow: about 4 minutes."""
+in 12 images: after 600 steps 0.81 located / 0.43 classified, and 0.84 / 0.35
+in a second run (training is not bit-reproducible across thread counts); the
+same model untrained (one step at lr 1e-12) 0.00 / 0.00. The bounds (0.6 / 0.2)
+sit between with a margin for other machines. Slow: about 4 minutes."""
 
 import json
 import subprocess
@@ -28,7 +29,7 @@ from conftest import SPEC
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = (128, 160)
 STEPS = 600
-LOCATED_BOUND, CLASSIFIED_BOUND = 0.6, 0.25  # measured: see the module docstring
+LOCATED_BOUND, CLASSIFIED_BOUND = 0.6, 0.2  # measured: see the module docstring
 
 
 def recall(predictions: list[dict], annotations: dict, same_class: bool, top: int = 10
