@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 import detector
+from detector.backbones.frozen import read_state_dict
 from detector.data.synthetic import make_synthetic_coco
 from detector.predict import find_images, predict
 from detector.torchvision_compat import coco_class_names
@@ -54,7 +55,7 @@ def models(weights: str | None) -> tuple[torch.nn.Module, torch.nn.Module]:
     backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), 3)
     theirs = MaskRCNN(backbone, num_classes=91)
     if weights:
-        theirs.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        theirs.load_state_dict(read_state_dict(weights))
     else:
         with torch.no_grad():
             theirs.roi_heads.box_predictor.cls_score.weight.mul_(30)
@@ -95,9 +96,10 @@ def main():
         for name, model in (("torchvision", theirs), ("ours", ours)):
             rows[name] = throughput(model, paths, Path(tmp) / name, args.batch_size,
                                     args.device, args.repeats)
+    weights = f"weights {args.weights}" if args.weights else "random weights"
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
           f"{args.images} images 480x640 (resized to 800), batch {args.batch_size}, "
-          f"median of {args.repeats}, {'weights ' + args.weights if args.weights else 'random weights'}")
+          f"median of {args.repeats}, {weights}")
     print("| model | images/s | detections | speed-up |")
     print("|---|---|---|---|")
     for name, (rate, count) in rows.items():

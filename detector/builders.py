@@ -145,10 +145,10 @@ def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
     arguments of single_level_rcnn (anchor_sizes, rpn, roi_heads, transform,
     class_names, category_ids)."""
     res5 = ResNetRes5Head(depth, backbone_weights, norm, backbone_width)
+    trunk = ResNetC4(depth, backbone_weights, trainable_stages, norm, backbone_width)
     return single_level_rcnn(
-        ResNetC4(depth, backbone_weights, trainable_stages, norm, backbone_width), res5, num_classes, masks=masks,
-        mask_head=Res5MaskHead(res5), box_op=box_op or roi_align_op(14),
-        mask_op=mask_op or roi_align_op(14), **heads)
+        trunk, res5, num_classes, masks=masks, mask_head=Res5MaskHead(res5),
+        box_op=box_op or roi_align_op(14), mask_op=mask_op or roi_align_op(14), **heads)
 
 
 def c5_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,

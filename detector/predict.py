@@ -118,9 +118,6 @@ def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.Path
     model = model.to(device).eval()
     names = getattr(model, "class_names", None)
     ids = getattr(model, "category_ids", None)
-
-    def category(label: int) -> int:
-        return ids[label - 1] if ids else label
     results = []
     with tqdm(total=len(paths), desc="predict", unit="image") as progress:
         for batch in _batches(paths, batch_size):
@@ -130,12 +127,13 @@ def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.Path
             for (image_id, path, image), det in zip(batch, detections):
                 write_png(draw(image, det, names, score_threshold).cpu(),
                           str(output / f"{path.stem}.png"))
-                labels = {int(label): category(int(label)) for label in det["labels"]}
-                names_of = {labels[k]: names[k] for k in labels} if names else {}
-                for entry in to_coco_results([det], [image_id], labels):
+                labels = det["labels"].tolist()
+                to_category = {label: ids[label - 1] if ids else label for label in labels}
+                entries = to_coco_results([det], [image_id], to_category)  # one per detection
+                for entry, label in zip(entries, labels):
                     entry["file_name"] = path.name
-                    if names_of:
-                        entry["category_name"] = names_of[entry["category_id"]]
+                    if names:
+                        entry["category_name"] = names[label]
                     results.append(entry)
             progress.update(len(batch))
     partial = output / "predictions.json.partial"

@@ -261,9 +261,11 @@ def bar_chart(variants: Sequence[Variant], path: Path, title: str) -> None:
 
 
 def report(folders: Sequence[str | Path], output: str | Path | None = None,
-           baseline: str | None = "roi_op=pool", title: str | None = None) -> str:
+           baseline: str | None = "roi_op=pool", title: str | None = None,
+           update: str | Path | None = None) -> str:
     """Writes report.md and report.png into ``output`` (default: the first
-    folder) and returns the Markdown."""
+    folder), and the table and chart into the document ``update`` (see
+    update_document) if given; returns the Markdown."""
     runs = find_runs(folders)
     variants = group(runs)
     output = Path(output or folders[0])
@@ -278,10 +280,13 @@ def report(folders: Sequence[str | Path], output: str | Path | None = None,
     partial = output / "report.md.partial"
     partial.write_text(f"# {title}\n\n{text}\n\n![{title}]({chart.name})\n")
     partial.replace(output / "report.md")
+    if update:
+        image = os.path.relpath(chart, Path(update).resolve().parent)
+        update_document(update, title, text, image)
     return text
 
 
-def update_document(document: str | Path, name: str, text: str, image: str | None) -> None:
+def update_document(document: str | Path, name: str, text: str, image: str) -> None:
     """Replaces the block between ``<!-- report: NAME -->`` and ``<!-- end report -->``
     in ``document`` with ``text`` (and the chart), so a document's tables are the
     report's own output, regenerated rather than edited."""
@@ -294,9 +299,8 @@ def update_document(document: str | Path, name: str, text: str, image: str | Non
     if end not in rest:
         raise ValueError(f"{document}: '{begin}' has no '{end}' after it")
     tail = rest.split(end, 1)[1]
-    chart = f"\n\n![{name}]({image})" if image else ""
     partial = document.with_name(document.name + ".partial")
-    partial.write_text(f"{head}{begin}\n{text}{chart}\n{end}{tail}")
+    partial.write_text(f"{head}{begin}\n{text}\n\n![{name}]({image})\n{end}{tail}")
     partial.replace(document)
 
 
@@ -317,12 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "'<!-- end report -->'")
     args = parser.parse_args(argv)
     try:
-        text = report(args.folders, args.output, args.baseline or None, args.title)
-        if args.update:
-            output = Path(args.output or args.folders[0])
-            title = (output / "report.md").read_text().splitlines()[0].removeprefix("# ")
-            chart = os.path.relpath(output / "report.png", Path(args.update).resolve().parent)
-            update_document(args.update, title, text, chart)
+        text = report(args.folders, args.output, args.baseline or None, args.title,
+                      args.update)
     except (FileNotFoundError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
     print(text)
