@@ -144,6 +144,8 @@ STUDIES = {  # issue 5: what each ablation study sweeps, and how many runs that 
     "sampling": ({"roi_op": ["align_avg", "align_s1", "align_adaptive", "align"]}, 12),
     "object_size": ({"data.object_size": ["small", "large"], "roi_op": ["pool", "align_avg"]},
                     12),
+    "object_size_fpn": ({"data.object_size": ["small", "large"], "roi_op": ["pool", "align_avg"]},
+                        12),
 }
 
 
