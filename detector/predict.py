@@ -65,7 +65,8 @@ def load_model(ckpt: str | None = None, torchvision: str | None = None,
     if weights is None:
         raise ValueError(f"torchvision={torchvision} needs weights=PATH, a local weights file "
                          "(nothing is downloaded)")
-    return from_torchvision(torchvision, read_state_dict(weights)).eval()
+    state = read_state_dict(weights, f"{torchvision} weights file (weights=)")
+    return from_torchvision(torchvision, state).eval()
 
 
 def _read(path: Path) -> torch.Tensor:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from torchvision.io import decode_png, read_file
 
 import detector
@@ -46,6 +47,17 @@ def test_load_model_needs_one_source(tmp_path):
         load_model(ckpt="a.ckpt", torchvision="maskrcnn_resnet50_fpn")
     with pytest.raises(ValueError, match="needs weights=PATH"):
         load_model(torchvision="maskrcnn_resnet50_fpn")
+
+
+def test_load_model_names_the_torchvision_weights_file(tmp_path):
+    missing = tmp_path / "missing.pth"
+    with pytest.raises(FileNotFoundError,
+                       match=r"maskrcnn_resnet50_fpn weights file \(weights=\) not found"):
+        load_model(torchvision="maskrcnn_resnet50_fpn", weights=str(missing))
+    not_a_state_dict = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], not_a_state_dict)
+    with pytest.raises(ValueError, match=r"weights file \(weights=\) .*list.pth must hold a state"):
+        load_model(torchvision="maskrcnn_resnet50_fpn", weights=str(not_a_state_dict))
 
 
 def test_predict_writes_pictures_and_results(trained, photos, tmp_path, caplog):

@@ -88,14 +88,16 @@ def load_plain(path: str | os.PathLike, what: str):
             f"reads only tensors and plain containers ({str(error).splitlines()[0]})") from None
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict of tensors from a local file, refusing anything else."""
-    state = load_plain(path, "backbone weights file")
+def read_state_dict(path: str | os.PathLike,
+                    what: str = "backbone weights file") -> dict[str, torch.Tensor]:
+    """Read a state dict of tensors from a local file, refusing anything else;
+    errors name the file as ``what``."""
+    state = load_plain(path, what)
     if not isinstance(state, Mapping) or not all(
         isinstance(value, torch.Tensor) for value in state.values()
     ):
         raise ValueError(
-            f"{path} must hold a state dict (a mapping of names to tensors), "
+            f"{what} {path} must hold a state dict (a mapping of names to tensors), "
             f"got {type(state).__name__}"
         )
     return dict(state)

@@ -72,7 +72,7 @@ class SaveOnInterrupt(pl.Callback):
         # every process takes part in saving (the strategy writes from rank 0)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
-        trainer.save_checkpoint(partial)
+        trainer.save_checkpoint(partial, weights_only=False)  # optimizer and loops too: resumable
         if trainer.is_global_zero:
             os.replace(partial, self.path)
         trainer.strategy.barrier("SaveOnInterrupt")
