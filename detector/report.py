@@ -12,7 +12,10 @@ command-line overrides set apart from the seed, and writes
 - a bar chart (PNG) of the same means and standard deviations.
 
 Both go into ``--output`` (default: the first folder) as ``report.md`` and
-``report.png``; the table is also printed.
+``report.png``; the table is also printed. With ``--output`` elsewhere, the
+runs' ``results.json`` are copied under ``OUTPUT/runs/`` as well, so the table
+can be made again from the output folder alone (``python -m detector.report
+OUTPUT/runs``) after the training folders are gone.
 """
 
 from __future__ import annotations
@@ -80,6 +83,14 @@ def _parse_overrides(overrides: Sequence[str], source: Path) -> dict[str, str]:
     return settings
 
 
+def _overrides_of(path: Path) -> list[str]:
+    """The overrides Hydra saved beside a results.json (none if it saved none)."""
+    hydra_file = path.parent / ".hydra" / "overrides.yaml"
+    if not hydra_file.is_file():
+        return []
+    return yaml.safe_load(hydra_file.read_text()) or []
+
+
 def read_run(path: Path) -> Run:
     """One run's results.json. Its overrides come from the file or, for files
     written before it held them, from Hydra's .hydra/overrides.yaml beside it."""
@@ -90,8 +101,7 @@ def read_run(path: Path) -> Run:
         raise ValueError(f"{path}: not a results.json written by train.py ({error})") from None
     overrides = data.get("overrides")
     if overrides is None:
-        hydra_file = path.parent / ".hydra" / "overrides.yaml"
-        overrides = yaml.safe_load(hydra_file.read_text()) if hydra_file.is_file() else []
+        overrides = _overrides_of(path)
     settings = _parse_overrides(overrides, path)
     seed = data.get("seed", settings.get("seed"))
     seed = int(seed) if seed is not None else None
@@ -102,15 +112,45 @@ def read_run(path: Path) -> Run:
 
 
 def find_runs(folders: Sequence[str | Path]) -> list[Run]:
-    runs = []
+    """Every run below the folders, each once: the same run found twice (a
+    copy under a report's runs/ and the original) counts once, but two
+    different results for one variant and seed are an error naming both."""
+    runs: dict[tuple, Run] = {}
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such folder")
         files = sorted(folder.rglob("results.json"))
         if not files:
             raise FileNotFoundError(f"{folder}: no results.json below it (did the runs finish?)")
-        runs.extend(read_run(path) for path in files)
-    return runs
+        for path in files:
+            run = read_run(path)
+            key = (tuple(sorted(run.settings.items())), run.seed)
+            seen = runs.setdefault(key, run)
+            if seen is not run and seen.metrics != run.metrics:
+                raise ValueError(
+                    f"{seen.path} and {path}: two different results for "
+                    f"{label(run.settings)}, seed {run.seed}; give the folders of one of them")
+    return list(runs.values())
+
+
+def archive(runs: Sequence[Run], folders: Sequence[str | Path], output: Path) -> None:
+    """Copies each run's results.json (with its overrides, so the copy stands
+    alone) to output/runs/<its folder's name>/<its path below that folder>/,
+    unless the run already lies below ``output``."""
+    output = output.resolve()
+    roots = [Path(folder).resolve() for folder in folders]
+    for run in runs:
+        path = run.path.resolve()
+        if path.is_relative_to(output):
+            continue
+        root = next(r for r in roots if path.is_relative_to(r))
+        target = output / "runs" / root.name / path.parent.relative_to(root) / "results.json"
+        data = json.loads(path.read_text())
+        data.setdefault("overrides", _overrides_of(path))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name("results.json.partial")
+        partial.write_text(json.dumps(data, indent=2))
+        partial.replace(target)
 
 
 def group(runs: Sequence[Run]) -> list[Variant]:
@@ -264,12 +304,14 @@ def report(folders: Sequence[str | Path], output: str | Path | None = None,
            baseline: str | None = "roi_op=pool", title: str | None = None,
            update: str | Path | None = None) -> str:
     """Writes report.md and report.png into ``output`` (default: the first
-    folder), and the table and chart into the document ``update`` (see
-    update_document) if given; returns the Markdown."""
+    folder) and copies the runs there (see archive), puts the table and chart
+    into the document ``update`` (see update_document) if given; returns the
+    Markdown."""
     runs = find_runs(folders)
     variants = group(runs)
     output = Path(output or folders[0])
     output.mkdir(parents=True, exist_ok=True)
+    archive(runs, folders, output)
     experiments = {run.experiment for run in runs}
     if title is None:
         title = experiments.pop() if len(experiments) == 1 and None not in experiments \
@@ -310,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", metavar="DIR",
                         help="folders holding the runs' results.json (searched recursively)")
     parser.add_argument("-o", "--output", help="where report.md and report.png go "
-                        "(default: the first DIR)")
+                        "(default: the first DIR); the runs' results.json are copied "
+                        "to OUTPUT/runs/, from which the report can be made again")
     parser.add_argument("--baseline", default="roi_op=pool",
                         help="KEY=VALUE of the runs each variant is compared with "
                         "(default: roi_op=pool; '' for none)")

@@ -134,3 +134,33 @@ def test_difference_pairs_the_seeds_both_have(tmp_path):
     write_run(tmp_path, "align_avg", 1, 0.7, 0.4)  # +30 over seed 1; pool's seed 2 unpaired
     text = markdown(group(find_runs([tmp_path])))
     assert "| RoIAlign (avg) | +20.0 ± 14.1 |" in text  # mean(10, 30), std sqrt(200)
+
+
+def test_output_keeps_the_runs_so_the_report_can_be_made_again(study, tmp_path):
+    out = tmp_path / "docs" / "c5"
+    first = report([study], out)
+    copies = sorted((out / "runs").rglob("results.json"))
+    assert len(copies) == 6
+    # seed 1 of align_avg kept its overrides only in .hydra/: the copy carries them itself
+    copy = json.loads((out / "runs" / study.name / "roi_op=align_avg,seed=1" / "results.json")
+                      .read_text())
+    assert copy["overrides"] == ["experiment=roi_ops_c5", "roi_op=align_avg", "seed=1",
+                                 "trainer=cpu"]
+    # the original runs gone, the copies give the same table; reporting into the same
+    # folder again copies nothing more
+    again = report([out / "runs"], out)
+    assert again == first
+    assert len(list((out / "runs").rglob("results.json"))) == 6
+
+
+def test_the_same_run_twice_counts_once(study, tmp_path):
+    out = tmp_path / "docs" / "c5"
+    first = report([study], out)
+    assert report([study, out / "runs"], tmp_path / "elsewhere") == first
+
+
+def test_two_results_for_one_variant_and_seed_are_an_error(study, tmp_path):
+    write_run(tmp_path / "rerun", "pool", 0, 0.9, 0.4, extra=("trainer=cpu",))
+    expected = r"two different results for RoIPool \(max\), trainer=cpu, seed 0"
+    with pytest.raises(ValueError, match=expected):
+        find_runs([study, tmp_path / "rerun"])
