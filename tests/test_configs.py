@@ -140,7 +140,7 @@ def test_experiment_configs_instantiate(tmp_path, tiny_coco, experiment):
 STUDIES = {  # issue 5: what each ablation study sweeps, and how many runs that makes
     "roi_ops_c4": ({"roi_op": ["pool", "warp_max", "warp_avg", "align_max", "align_avg"]}, 15),
     "roi_ops_c5": ({"roi_op": ["pool", "align_avg"]}, 6),
-    "roi_ops_c4_long": ({"roi_op": ["pool", "align_avg"]}, 6),
+    "roi_ops_c4_long": ({"roi_op": ["pool", "warp_max", "warp_avg", "align_avg"]}, 12),
     "roi_ops_c5_long": ({"roi_op": ["pool", "align_avg"]}, 6),
     "sampling": ({"roi_op": ["align_avg", "align_s1", "align_adaptive", "align"]}, 12),
     "object_size": ({"data.object_size": ["small", "large"], "roi_op": ["pool", "align_avg"]},
