@@ -307,6 +307,8 @@ def report(folders: Sequence[str | Path], output: str | Path | None = None,
     folder) and copies the runs there (see archive), puts the table and chart
     into the document ``update`` (see update_document) if given; returns the
     Markdown."""
+    if baseline and "=" not in baseline:
+        raise ValueError(f"--baseline {baseline!r}: expected KEY=VALUE, e.g. roi_op=pool")
     runs = find_runs(folders)
     variants = group(runs)
     output = Path(output or folders[0])

@@ -110,6 +110,9 @@ def test_command_line(study):
     bad = subprocess.run([sys.executable, "-m", "detector.report", str(study / "nope")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "nope: no such folder" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "detector.report", str(study), "--baseline",
+                          "pool"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--baseline 'pool': expected KEY=VALUE" in bad.stderr
 
 
 def test_update_puts_the_table_between_the_markers(study, tmp_path):
