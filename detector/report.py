@@ -52,6 +52,7 @@ class Run:
     metrics: dict[str, dict[str, float]]
     wall_time_s: float | None = None
     experiment: str | None = None
+    overrides: list[str] = field(default_factory=list)  # as given on the command line
 
 
 @dataclass
@@ -83,14 +84,6 @@ def _parse_overrides(overrides: Sequence[str], source: Path) -> dict[str, str]:
     return settings
 
 
-def _overrides_of(path: Path) -> list[str]:
-    """The overrides Hydra saved beside a results.json (none if it saved none)."""
-    hydra_file = path.parent / ".hydra" / "overrides.yaml"
-    if not hydra_file.is_file():
-        return []
-    return yaml.safe_load(hydra_file.read_text()) or []
-
-
 def read_run(path: Path) -> Run:
     """One run's results.json. Its overrides come from the file or, for files
     written before it held them, from Hydra's .hydra/overrides.yaml beside it."""
@@ -101,14 +94,16 @@ def read_run(path: Path) -> Run:
         raise ValueError(f"{path}: not a results.json written by train.py ({error})") from None
     overrides = data.get("overrides")
     if overrides is None:
-        overrides = _overrides_of(path)
+        hydra_file = path.parent / ".hydra" / "overrides.yaml"
+        overrides = (yaml.safe_load(hydra_file.read_text()) or []) if hydra_file.is_file() else []
     settings = _parse_overrides(overrides, path)
     seed = data.get("seed", settings.get("seed"))
     seed = int(seed) if seed is not None else None
     experiment = settings.get("experiment")
     for key in IGNORED_KEYS:
         settings.pop(key, None)
-    return Run(path, settings, seed, metrics, data.get("wall_time_s"), experiment)
+    return Run(path, settings, seed, metrics, data.get("wall_time_s"), experiment,
+               list(overrides))
 
 
 def find_runs(folders: Sequence[str | Path]) -> list[Run]:
@@ -145,8 +140,7 @@ def archive(runs: Sequence[Run], folders: Sequence[str | Path], output: Path) ->
             continue
         root = next(r for r in roots if path.is_relative_to(r))
         target = output / "runs" / root.name / path.parent.relative_to(root) / "results.json"
-        data = json.loads(path.read_text())
-        data.setdefault("overrides", _overrides_of(path))
+        data = dict(json.loads(path.read_text()), overrides=run.overrides)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name("results.json.partial")
         partial.write_text(json.dumps(data, indent=2))
