@@ -25,11 +25,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return dict(checkpoint)
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> GeneralizedRCNN:
+def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+         transform: Mapping | None = None, inference: Mapping | None = None) -> GeneralizedRCNN:
     """The detector saved in ``path`` (a checkpoint written while training with
     train.py or ``python -m detector``), in eval mode on ``device``: its
     architecture comes from the model specification kept in the checkpoint, with
-    its class names and preprocessing, so ``model.predict(images)`` is ready."""
+    its class names, its preprocessing (the resize it was trained with) and its
+    inference settings, so ``model.predict(images)`` is ready for images of any
+    size. ``transform`` overrides preprocessing settings (e.g. ``{"min_size":
+    1024}``) and ``inference`` overrides inference settings (e.g.
+    ``{"score_thresh": 0.3}``; see GeneralizedRCNN.configure_inference); None
+    values there keep the checkpoint's."""
     from .training.module import build_model  # Lightning and Hydra only when needed
 
     checkpoint = read_checkpoint(path)
@@ -38,6 +44,14 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> General
         raise ValueError(f"{path} has no complete model specification "
                          "(hyper_parameters.model with num_classes); was it written by "
                          "detector.training.DetectionModule from a specification?")
+    spec = dict(spec)
+    for key, overrides in (("transform", transform), ("inference", inference)):
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        if overrides:
+            current = dict(spec.get(key) or {})
+            if key == "transform":
+                current.setdefault("_target_", "detector.transform.ImageTransform")
+            spec[key] = {**current, **overrides}
     model = build_model(spec)
     prefix = "model."
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torchvision.io import ImageReadMode, decode_image, write_png
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from tqdm import tqdm
@@ -54,9 +54,25 @@ def find_images(input: str | os.PathLike) -> list[Path]:
 
 
 def load_model(ckpt: str | None = None, torchvision: str | None = None,
-               weights: str | None = None) -> GeneralizedRCNN:
+               weights: str | None = None, min_size: int | Sequence[int] | None = None,
+               max_size: int | None = None, inference: dict | None = None) -> GeneralizedRCNN:
     """A project checkpoint (``ckpt``), or torchvision weights (``torchvision``
-    = the architecture name, ``weights`` = the local file), in eval mode."""
+    = the architecture name, ``weights`` = the local file), in eval mode, with
+    the preprocessing and inference settings it was made with, except those
+    given here (``min_size`` / ``max_size``: the resize; ``inference``: see
+    GeneralizedRCNN.configure_inference)."""
+    model = _load_model(ckpt, torchvision, weights)
+    if min_size is not None or max_size is not None:
+        transform = model.transform
+        model.transform = transform.with_sizes(
+            transform.min_sizes if min_size is None else min_size,
+            transform.max_size if max_size is None else max_size)
+    return model.configure_inference(**{k: v for k, v in (inference or {}).items()
+                                        if v is not None})
+
+
+def _load_model(ckpt: str | None, torchvision: str | None,
+                weights: str | None) -> GeneralizedRCNN:
     if (ckpt is None) == (torchvision is None):
         raise ValueError("give either ckpt=PATH (a checkpoint of this project) or "
                          "torchvision=NAME weights=PATH (torchvision weights)")
@@ -126,11 +142,12 @@ def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.Path
             with torch.no_grad():
                 detections = model.predict(images)
             for (image_id, path, image), det in zip(batch, detections):
-                write_png(draw(image, det, names, score_threshold).cpu(),
+                write_png(draw(image, det, names, score_threshold, model.mask_threshold).cpu(),
                           str(output / f"{path.stem}.png"))
                 labels = det["labels"].tolist()
                 to_category = {label: ids[label - 1] if ids else label for label in labels}
-                entries = to_coco_results([det], [image_id], to_category)  # one per detection
+                entries = to_coco_results([det], [image_id], to_category,  # one per detection
+                                          model.mask_threshold)
                 for entry, label in zip(entries, labels):
                     entry["file_name"] = path.name
                     if names:
@@ -145,7 +162,9 @@ def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.Path
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    model = load_model(cfg.get("ckpt"), cfg.get("torchvision"), cfg.get("weights"))
+    inference = OmegaConf.to_container(cfg.get("inference") or {}, resolve=True)
+    model = load_model(cfg.get("ckpt"), cfg.get("torchvision"), cfg.get("weights"),
+                       cfg.get("min_size"), cfg.get("max_size"), inference)
     paths = find_images(cfg.input)
     results = predict(model, paths, cfg.output, cfg.batch_size, cfg.device, cfg.score_threshold)
     print(f"{len(results)} detections in {len(paths)} images; pictures and predictions.json "

@@ -33,6 +33,56 @@ class GeneralizedRCNN(nn.Module):
         # label i (1..num_classes - 1) is the data's category category_ids[i - 1];
         # None: labels are the category ids (torchvision's COCO models)
         self.category_ids = category_ids
+        self.mask_threshold = 0.5
+
+    INFERENCE_SETTINGS = ("score_thresh", "nms_thresh", "detections_per_image", "mask_threshold",
+                          "rpn_pre_nms_top_n", "rpn_post_nms_top_n")
+
+    def configure_inference(self, score_thresh: float | None = None,
+                            nms_thresh: float | None = None,
+                            detections_per_image: int | None = None,
+                            mask_threshold: float | None = None,
+                            rpn_pre_nms_top_n: int | None = None,
+                            rpn_post_nms_top_n: int | None = None) -> GeneralizedRCNN:
+        """Sets what inference keeps (None leaves a setting as it is): the box
+        branch's score threshold, per-class NMS IoU and detections per image;
+        the mask probability that counts as inside (``mask_threshold``, read by
+        evaluation and the pictures; the masks returned stay probabilities);
+        the RPN's proposals per level before NMS and per image after it, at
+        test time. Returns the model."""
+        box = self.roi_heads.box_branch
+        for name, value, low, high in (("score_thresh", score_thresh, 0.0, 1.0),
+                                       ("nms_thresh", nms_thresh, 0.0, 1.0),
+                                       ("mask_threshold", mask_threshold, 0.0, 1.0)):
+            if value is not None and not low <= float(value) <= high:
+                raise ValueError(f"inference {name} must be in [{low}, {high}], got {value!r}")
+        for name, value in (("detections_per_image", detections_per_image),
+                            ("rpn_pre_nms_top_n", rpn_pre_nms_top_n),
+                            ("rpn_post_nms_top_n", rpn_post_nms_top_n)):
+            if value is not None and (float(value) != int(value) or int(value) < 1):
+                raise ValueError(f"inference {name} must be a positive integer, got {value!r}")
+        if score_thresh is not None:
+            box.score_thresh = float(score_thresh)
+        if nms_thresh is not None:
+            box.nms_thresh = float(nms_thresh)
+        if detections_per_image is not None:
+            box.detections_per_image = int(detections_per_image)
+        if mask_threshold is not None:
+            self.mask_threshold = float(mask_threshold)
+        if rpn_pre_nms_top_n is not None:
+            self.rpn.pre_nms_top_n["testing"] = int(rpn_pre_nms_top_n)
+        if rpn_post_nms_top_n is not None:
+            self.rpn.post_nms_top_n["testing"] = int(rpn_post_nms_top_n)
+        return self
+
+    def inference_settings(self) -> dict:
+        """The current values of configure_inference's settings."""
+        box = self.roi_heads.box_branch
+        return {"score_thresh": box.score_thresh, "nms_thresh": box.nms_thresh,
+                "detections_per_image": box.detections_per_image,
+                "mask_threshold": self.mask_threshold,
+                "rpn_pre_nms_top_n": self.rpn.pre_nms_top_n["testing"],
+                "rpn_post_nms_top_n": self.rpn.post_nms_top_n["testing"]}
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         check_images(images)

@@ -14,40 +14,77 @@ from .roi_heads.paste import paste_masks
 
 
 class ImageTransform(nn.Module):
-    """Images in [0, 1] → a normalized, padded batch.
+    """Images in [0, 1] → a normalized, padded batch; and detections back.
+
+    The model owns its input geometry (docs/geometry.md): whatever size an
+    image comes in, it is resized here, and the detections are mapped back to
+    the image as given (``to_original``), so results are always in the frame
+    of the caller's image.
 
     Args:
-        min_size, max_size: resize so the shorter side is ``min_size`` unless the
-            longer would exceed ``max_size`` (None: no resize, for data
-            pipelines that resize already).
+        min_size: the shorter side after resizing; a list of sizes in training
+            picks one at random per image (scale jitter; the targets follow),
+            and evaluation uses the last. None: no resize (images are used at
+            the size they come in).
+        max_size: the longer side is at most this (None: no cap).
         mean, std: per-channel normalization (ImageNet's by default).
         size_divisible: the batch is padded to a multiple of this.
     """
 
-    def __init__(self, min_size: int | None = 800, max_size: int | None = 1333,
+    def __init__(self, min_size: int | Sequence[int] | None = 800, max_size: int | None = 1333,
                  mean: Sequence[float] = (0.485, 0.456, 0.406),
                  std: Sequence[float] = (0.229, 0.224, 0.225), size_divisible: int = 32):
         super().__init__()
-        self.min_size, self.max_size = min_size, max_size
+        sizes = None if min_size is None else (
+            (min_size,) if isinstance(min_size, (int, float)) else tuple(min_size))
+        if sizes is not None and (not sizes or not all(
+                float(s) == int(s) and int(s) >= 1 for s in sizes)):
+            raise ValueError(f"ImageTransform: min_size must be a positive integer, a list of "
+                             f"them, or None; got {min_size!r}")
+        if max_size is not None and (float(max_size) != int(max_size) or int(max_size) < 1):
+            raise ValueError(f"ImageTransform: max_size must be a positive integer or None, "
+                             f"got {max_size!r}")
+        self.min_sizes = None if sizes is None else tuple(int(s) for s in sizes)
+        self.max_size = None if max_size is None else int(max_size)
         self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
         self.size_divisible = size_divisible
 
+    @property
+    def min_size(self) -> int | None:
+        """The shorter side in evaluation (the last of the training sizes)."""
+        return None if self.min_sizes is None else self.min_sizes[-1]
+
+    def with_sizes(self, min_size: int | Sequence[int] | None,
+                   max_size: int | None) -> ImageTransform:
+        """A copy resizing to other sizes (same normalization and padding)."""
+        return ImageTransform(min_size, max_size, self.mean.flatten().tolist(),
+                              self.std.flatten().tolist(), self.size_divisible)
+
     def extra_repr(self) -> str:
-        return (f"min_size={self.min_size}, max_size={self.max_size}, "
+        sizes = self.min_sizes if self.min_sizes and len(self.min_sizes) > 1 else self.min_size
+        return (f"min_size={sizes}, max_size={self.max_size}, "
                 f"size_divisible={self.size_divisible}")
 
-    def scale_for(self, size: tuple[int, int]) -> float:
-        if self.min_size is None:
+    def scale_for(self, size: tuple[int, int], min_size: int | None = None) -> float:
+        """The resize factor of an image of ``size`` (h, w) to ``min_size``
+        (default: the evaluation size)."""
+        min_size = self.min_size if min_size is None else min_size
+        if min_size is None:
             return 1.0
-        scale = self.min_size / min(size)
+        scale = min_size / min(size)
         if self.max_size is not None:
             scale = min(scale, self.max_size / max(size))
         return scale
 
+    def _min_size(self) -> int | None:
+        if self.min_sizes is None or not self.training or len(self.min_sizes) == 1:
+            return self.min_size
+        return self.min_sizes[int(torch.randint(len(self.min_sizes), ()).item())]
+
     def resize(self, image: Tensor, target: dict[str, Tensor] | None):
         original = tuple(image.shape[-2:])
-        scale = self.scale_for(original)
+        scale = self.scale_for(original, self._min_size())
         if scale == 1.0:
             return image, target
         image = F.interpolate(image[None], scale_factor=scale, mode="bilinear",

@@ -10,6 +10,7 @@ import torch
 from torchvision.io import write_png
 
 from detector.data.coco import CocoInstances, collate, detection_transforms
+from detector.evaluation import evaluate
 
 
 def _write(tmp_path, annotations=None, categories=None, extra_image=False):
@@ -58,16 +59,26 @@ def test_targets_from_polygons_and_rle(tmp_path):
     assert target["image_id"] == 5
 
 
-def test_transforms_move_boxes_and_masks_together(tmp_path):
+def test_flip_moves_boxes_and_masks_together(tmp_path):
+    """The data pipeline only augments (the model resizes): a flip mirrors the
+    boxes and masks with the image, and evaluation images are left as they are."""
     images_dir, path = _write(tmp_path)
+    assert detection_transforms(False) is None
     with pytest.warns(UserWarning):
-        dataset = CocoInstances(images_dir, path, detection_transforms(False, 80, 200))
-    image, target = dataset[0]
-    assert image.shape == (3, 80, 120)
-    assert target["boxes"].tolist() == [[20, 10, 40, 30], [60, 40, 100, 60]]
-    assert target["masks"].shape == (2, 80, 120) and target["masks"][1].sum() == 800
-    images, targets = collate([dataset[0], dataset[0]])
+        plain = CocoInstances(images_dir, path)
+        flipped = CocoInstances(images_dir, path, detection_transforms(True, flip_probability=1))
+    (image, target), (mirror, mirrored) = plain[0], flipped[0]
+    assert mirror.shape == image.shape == (3, 40, 60)
+    assert torch.equal(mirror, image.flip(-1))
+    assert mirrored["boxes"].tolist() == [[40, 5, 50, 15], [10, 20, 30, 30]]  # x -> 60 - x
+    assert torch.equal(mirrored["masks"], target["masks"].flip(-1))
+    images, targets = collate([plain[0], plain[0]])
     assert len(images) == 2 and targets[1]["labels"].tolist() == [2, 1]
+
+
+def test_flip_probability_is_checked():
+    with pytest.raises(ValueError, match="flip_probability must be in"):
+        detection_transforms(True, flip_probability=1.5)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -99,3 +110,41 @@ def test_bad_files_are_named(tmp_path):
         dataset = CocoInstances(images_dir, path)
     with pytest.raises(RuntimeError, match=r"cannot read image .*broken.png \(image id 6\)"):
         dataset[1]
+
+
+def test_degenerate_polygons_are_dropped_and_counted(tmp_path):
+    """A polygon of fewer than three points (COCO has a few) would fail inside
+    pycocotools; it is dropped, and an annotation left with no polygon goes
+    from the targets and the ground truth alike, with one counting warning."""
+    images_dir, path = _write(tmp_path)
+    data = json.loads(path.read_text())
+    data["annotations"] = data["annotations"][:3]  # without the degenerate box
+    data["annotations"][0]["segmentation"].append([12, 6, 14, 6])  # two points
+    data["annotations"].append({"id": 5, "image_id": 5, "category_id": 9, "iscrowd": 0,
+                                "bbox": [40, 2, 10, 10], "area": 100,
+                                "segmentation": [[40, 2, 50, 2]]})  # its only polygon
+    data["annotations"].append({"id": 6, "image_id": 5, "category_id": 9, "iscrowd": 0,
+                                "bbox": [40, 25, 10, 10], "area": 100, "segmentation": []})
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="dropped 2 segmentation polygons .* and 2 annotations"):
+        dataset = CocoInstances(images_dir, path)
+    assert sorted(dataset.coco.anns) == [1, 2, 3]
+    _, target = dataset[0]
+    assert target["labels"].tolist() == [2, 1]
+    assert target["masks"][0, 6:14, 11:19].all()  # the valid polygon of annotation 1 is kept
+    # the ground truth evaluates (pycocotools would fail on the two-point polygons)
+    results = [{"image_id": 5, "category_id": a["category_id"], "bbox": a["bbox"],
+                "score": 1.0, "segmentation": dataset.coco.annToRLE(a)}
+               for a in dataset.coco.anns.values() if not a["iscrowd"]]
+    metrics = evaluate(dataset.coco, results, ("bbox", "segm"))
+    assert metrics["segm"]["AP"] == pytest.approx(1.0) and metrics["bbox"]["AP"] == pytest.approx(1.0)
+
+
+def test_an_image_of_another_size_than_its_entry_is_named(tmp_path):
+    images_dir, path = _write(tmp_path)
+    data = json.loads(path.read_text())
+    data["images"][0].update(height=80, width=120)  # the annotations' frame, not the file's
+    path.write_text(json.dumps(data))
+    dataset = CocoInstances(images_dir, path)
+    with pytest.raises(ValueError, match=r"a.png is 40x60 .* gives 80x120 for image id 5"):
+        dataset[0]

@@ -16,7 +16,9 @@ def test_load_gives_back_the_trained_model(trained):
     model = detector.load(path)
     assert not model.training
     assert model.class_names == data.class_names == module.model.class_names
-    assert model.num_classes == 7 and model.transform.min_size is None
+    assert model.num_classes == 7
+    # the preprocessing it was trained with
+    assert (model.transform.min_size, model.transform.max_size) == (96, 128)
     image, _ = data.dataset("val")[0]
     module.model.eval()
     with torch.no_grad():

@@ -71,9 +71,10 @@ def run_predict(ckpt: Path, images: Path, out: Path) -> list[dict]:
 def test_predict_finds_held_out_shapes(tmp_path):
     pl.seed_everything(0)
     data = SyntheticDataModule(str(tmp_path / "data"), num_train=200, num_val=4,
-                               image_size=IMAGE_SIZE, object_size="medium", min_size=128,
-                               max_size=160, batch_size=4)
-    module = DetectionModule(SPEC, optimizer="adamw", lr=2e-3, warmup_steps=50)
+                               image_size=IMAGE_SIZE, object_size="medium", batch_size=4)
+    spec = {**SPEC, "transform": {**SPEC["transform"], "min_size": IMAGE_SIZE[0],
+                                  "max_size": IMAGE_SIZE[1]}}
+    module = DetectionModule(spec, optimizer="adamw", lr=2e-3, warmup_steps=50)
     trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
                          num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)

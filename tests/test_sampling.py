@@ -50,7 +50,7 @@ def test_resume_skips_the_items_seen_in_that_epoch_only():
 
 def test_item_seed_fixes_the_augmentation(tmp_path):
     images, annotations = make_synthetic_coco(tmp_path, "train", 2, (64, 80))
-    dataset = CocoInstances(images, annotations, detection_transforms(True, 64, 80, 0.5))
+    dataset = CocoInstances(images, annotations, detection_transforms(True, 0.5))
     flips = set()
     for seed in range(8):
         torch.manual_seed(seed)  # differs each time: must not matter

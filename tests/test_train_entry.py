@@ -23,7 +23,8 @@ def _cfg(tmp_path, *overrides, run="run"):
         cfg = compose("train", overrides=[
             f"paths.output_dir={tmp_path / run}", f"paths.data_dir={tmp_path / 'data'}",
             f"paths.log_dir={tmp_path / 'logs'}", "data.num_train=4", "data.num_val=2",
-            "data.image_size=[96,128]", "data.min_size=96", "data.max_size=128",
+            "data.image_size=[96,128]", "model.transform.min_size=96",
+            "model.transform.max_size=128", "data.num_test=2",
             "data.batch_size=2", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
             "~callbacks.progress", "module.warmup_steps=1", *overrides],
             return_hydra_config=True)

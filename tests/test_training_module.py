@@ -40,7 +40,7 @@ def write_coco(root, samples):
 
 def test_fit_and_validate_log_losses_and_coco_metrics(tmp_path):
     split = write_coco(tmp_path / "data", shapes_dataset(count=3))
-    data = CocoDataModule(split, split, min_size=96, max_size=128, batch_size=2)
+    data = CocoDataModule(split, split, batch_size=2)
     torch.manual_seed(0)
     model = detector.fpn_rcnn(3, depth=18, norm="bn", transform=ImageTransform(min_size=None))
     module = DetectionModule(model, lr=0.005, warmup_steps=2)

@@ -51,6 +51,36 @@ def _check_annotations(path: Path, data: dict) -> None:
                              "expected)")
 
 
+def _valid_polygon(polygon) -> bool:
+    return (isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
+            and all(isinstance(v, (int, float)) for v in polygon))
+
+
+def _drop_degenerate_polygons(path: Path, data: dict) -> None:
+    """Polygons with fewer than three points (or odd or non-numeric coordinate
+    lists) are removed; an annotation left with no polygon is removed entirely,
+    from the training targets and from the ground truth alike (detectron2 does
+    the same): pycocotools cannot rasterize it. One warning counts them."""
+    polygons = annotations = 0
+    kept = []
+    for ann in data["annotations"]:
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, list):
+            valid = [p for p in segmentation if _valid_polygon(p)]
+            polygons += len(segmentation) - len(valid)
+            if not valid:
+                annotations += 1
+                continue
+            if len(valid) < len(segmentation):
+                ann = {**ann, "segmentation": valid}
+        kept.append(ann)
+    if polygons:
+        warnings.warn(f"{path}: dropped {polygons} segmentation polygons with fewer than 3 "
+                      f"points (or malformed), and {annotations} annotations left without a "
+                      "polygon", stacklevel=3)
+        data["annotations"] = kept
+
+
 class CocoInstances(Dataset):
     """(image, target) pairs from a folder of images and a COCO json.
 
@@ -73,6 +103,7 @@ class CocoInstances(Dataset):
         self.annotations_file = Path(annotations)
         data = _load_json(self.annotations_file)
         _check_annotations(self.annotations_file, data)
+        _drop_degenerate_polygons(self.annotations_file, data)
         self.coco = COCO()
         self.coco.dataset = data
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -126,6 +157,12 @@ class CocoInstances(Dataset):
         image_id = self.image_ids[index]
         image = self.read_image(image_id)
         height, width = image.shape[-2:]
+        info = self.coco.imgs[image_id]
+        if (info.get("height"), info.get("width")) != (height, width):
+            raise ValueError(
+                f"image {self.images_dir / info['file_name']} is {height}x{width} (h x w), but "
+                f"{self.annotations_file} gives {info.get('height')}x{info.get('width')} for "
+                f"image id {image_id}: the annotations must be in the image's own frame")
         anns = [a for a in self.coco.imgToAnns.get(image_id, [])
                 if not a.get("iscrowd", 0) and not self._degenerate(a)]
         boxes = torch.tensor([self._clipped(a) for a in anns], dtype=torch.float32).reshape(-1, 4)
@@ -152,15 +189,16 @@ class CocoInstances(Dataset):
         }
 
 
-def detection_transforms(train: bool, min_size: int, max_size: int,
-                         flip_probability: float = 0.5) -> v2.Transform:
-    """Resize so the shorter side is ``min_size`` (the longer at most
-    ``max_size``), and in training flip horizontally; boxes and masks follow."""
-    steps = [v2.Resize(min_size, max_size=max_size, antialias=True)]
-    if train:
-        steps.append(v2.RandomHorizontalFlip(flip_probability))
-    steps.append(v2.SanitizeBoundingBoxes(min_size=1.0))
-    return v2.Compose(steps)
+def detection_transforms(train: bool, flip_probability: float = 0.5) -> v2.Transform | None:
+    """The data pipeline's augmentation: in training a horizontal flip (boxes
+    and masks follow), in evaluation nothing. Images keep their size: the model
+    resizes them itself and maps its detections back (docs/geometry.md)."""
+    if not train:
+        return None
+    if not 0.0 <= float(flip_probability) <= 1.0:
+        raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability!r}")
+    return v2.Compose([v2.RandomHorizontalFlip(float(flip_probability)),
+                       v2.SanitizeBoundingBoxes(min_size=1.0)])
 
 
 def collate(batch):

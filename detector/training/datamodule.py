@@ -1,4 +1,5 @@
-"""LightningDataModule over COCO-format datasets (the synthetic one included)."""
+"""LightningDataModules over instance datasets: COCO json (the synthetic one
+included) and Pascal VOC folders."""
 
 from __future__ import annotations
 
@@ -13,15 +14,21 @@ from ..data.synthetic import make_synthetic_coco
 from .sampling import EpochSampler
 
 
-class CocoDataModule(pl.LightningDataModule):
-    """Train / val / test splits, each an (images folder, annotation json) pair.
+class DetectionDataModule(pl.LightningDataModule):
+    """Train / val / test splits of an instance dataset (subclasses say how a
+    split's dataset is read: COCO json, Pascal VOC folders).
 
     Args:
-        train, val, test: dicts with ``images`` and ``annotations`` paths
-            (test defaults to val).
-        min_size, max_size: resize of the shorter / longer side (data pipeline).
+        splits: {"train": ..., "val": ..., "test": ... or None}; without a test
+            split the test runs on the validation split, and says so
+            (``test_split`` is then "val").
         batch_size, num_workers: loader settings (evaluation uses batch_size too).
         shuffle_seed: the training order and augmentations (see EpochSampler).
+        flip_probability: the training images' horizontal flip.
+
+    Images keep their size in the data pipeline: the model resizes them and
+    maps its detections back to them, so evaluation compares in the
+    annotations' own frame (docs/geometry.md).
 
     The loaders shard the data across processes themselves (EpochSampler), so
     a distributed Trainer needs ``use_distributed_sampler=False`` (as in
@@ -30,29 +37,28 @@ class CocoDataModule(pl.LightningDataModule):
     the rest of that epoch's images, in the same order.
     """
 
-    def __init__(self, train: dict, val: dict, test: dict | None = None, min_size: int = 256,
-                 max_size: int = 426, batch_size: int = 2, num_workers: int = 0,
-                 shuffle_seed: int = 0):
+    def __init__(self, splits: dict, batch_size: int = 2, num_workers: int = 0,
+                 shuffle_seed: int = 0, flip_probability: float = 0.5):
         super().__init__()
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.splits = {"train": train, "val": val, "test": test or val}
-        for stage, split in self.splits.items():
-            missing = {"images", "annotations"} - set(split)
-            if missing:
-                raise ValueError(f"data split '{stage}' needs {sorted(missing)}")
-        self.min_size, self.max_size = min_size, max_size
+        self.test_split = "test" if splits.get("test") else "val"
+        self.splits = {"train": splits["train"], "val": splits["val"],
+                       "test": splits.get("test") or splits["val"]}
         self.batch_size, self.num_workers = int(batch_size), num_workers
         self.shuffle_seed = int(shuffle_seed)
-        self._datasets: dict[str, CocoInstances] = {}
+        self.flip_probability = float(flip_probability)
+        detection_transforms(True, self.flip_probability)  # checks the probability
+        self._datasets: dict = {}
         self._train_sampler: EpochSampler | None = None
 
-    def dataset(self, stage: str) -> CocoInstances:
+    def _read(self, split, transforms):
+        raise NotImplementedError
+
+    def dataset(self, stage: str):
         if stage not in self._datasets:
-            split = self.splits[stage]
-            transforms = detection_transforms(stage == "train", self.min_size, self.max_size)
-            self._datasets[stage] = CocoInstances(Path(split["images"]),
-                                                  Path(split["annotations"]), transforms)
+            transforms = detection_transforms(stage == "train", self.flip_probability)
+            self._datasets[stage] = self._read(self.splits[stage], transforms)
         return self._datasets[stage]
 
     @property
@@ -107,22 +113,45 @@ class CocoDataModule(pl.LightningDataModule):
             self.train_sampler().resume(state["epoch"], state["batches"] * self.batch_size)
 
 
+class CocoDataModule(DetectionDataModule):
+    """Splits in COCO format: ``train``, ``val`` and optionally ``test``, each a
+    dict with ``images`` (a folder) and ``annotations`` (a COCO json). The other
+    arguments are DetectionDataModule's."""
+
+    def __init__(self, train: dict, val: dict, test: dict | None = None, batch_size: int = 2,
+                 num_workers: int = 0, shuffle_seed: int = 0, flip_probability: float = 0.5):
+        splits = {"train": train, "val": val, "test": test}
+        for stage, split in splits.items():
+            if split is None and stage == "test":
+                continue
+            missing = {"images", "annotations"} - set(split or {})
+            if missing:
+                raise ValueError(f"data split '{stage}' needs {sorted(missing)}")
+        super().__init__(splits, batch_size, num_workers, shuffle_seed, flip_probability)
+
+    def _read(self, split, transforms):
+        return CocoInstances(Path(split["images"]), Path(split["annotations"]), transforms)
+
+
 class SyntheticDataModule(CocoDataModule):
     """The built-in synthetic shapes, written once under ``root`` (see
-    make_synthetic_coco): a train split and a val split (also the test split)
-    drawn with different images. ``seed`` draws the images; the remaining
-    keyword arguments are CocoDataModule's (resize, batch size, workers,
-    shuffle_seed)."""
+    make_synthetic_coco): train, val and test splits drawn with different
+    images (``num_test=0``: no test split, the test then runs on val).
+    ``seed`` draws the images; the remaining keyword arguments are
+    CocoDataModule's (batch size, workers, shuffle_seed, flip_probability)."""
 
-    def __init__(self, root: str, num_train: int = 200, num_val: int = 50,
+    def __init__(self, root: str, num_train: int = 200, num_val: int = 50, num_test: int = 50,
                  image_size: tuple[int, int] = (256, 320), object_size: str = "mixed",
-                 seed: int = 0, min_size: int = 256, max_size: int = 320, batch_size: int = 4,
-                 num_workers: int = 0, shuffle_seed: int = 0):
+                 seed: int = 0, batch_size: int = 4, num_workers: int = 0,
+                 shuffle_seed: int = 0, flip_probability: float = 0.5):
         splits = {}
-        for split, count in (("train", num_train), ("val", num_val)):
+        counts = (("train", num_train), ("val", num_val), ("test", num_test))
+        for split, count in counts:
+            if split == "test" and not count:
+                continue
             images, annotations = make_synthetic_coco(root, split, count, tuple(image_size),
                                                       object_size, seed=seed)
             splits[split] = {"images": str(images), "annotations": str(annotations)}
-        super().__init__(splits["train"], splits["val"], min_size=min_size, max_size=max_size,
+        super().__init__(splits["train"], splits["val"], splits.get("test"),
                          batch_size=batch_size, num_workers=num_workers,
-                         shuffle_seed=shuffle_seed)
+                         shuffle_seed=shuffle_seed, flip_probability=flip_probability)

@@ -4,8 +4,10 @@ across processes with each image counted once."""
 
 from __future__ import annotations
 
+import logging
 import math
 import random
+import warnings
 from collections.abc import Callable, Mapping
 
 import hydra
@@ -17,14 +19,29 @@ from torch import nn
 from ..evaluation import evaluate, to_coco_results
 from ..rcnn import GeneralizedRCNN
 
+log = logging.getLogger(__name__)
+
 
 def warmup_then_decay(warmup_steps: int, total_steps: int, decay: str = "cosine",
                       milestones: tuple[float, ...] = (0.67, 0.89), gamma: float = 0.1,
-                      warmup_factor: float = 0.001) -> Callable[[int], float]:
+                      warmup_factor: float = 0.001,
+                      milestone_steps: tuple[int, ...] | None = None) -> Callable[[int], float]:
     """LR multiplier per step: linear warmup from warmup_factor, then cosine
-    decay to 0 or steps of ``gamma`` at the given fractions of training."""
+    decay to 0, or (decay="step") a drop by ``gamma`` at each milestone: at the
+    step numbers ``milestone_steps`` when given (Detectron's 60000, 80000),
+    else at the fractions ``milestones`` of ``total_steps``."""
     if decay not in ("cosine", "step"):
         raise ValueError(f"decay must be 'cosine' or 'step', got {decay!r}")
+    if milestone_steps is not None:
+        steps = [int(m) for m in milestone_steps]
+        if any(m != float(v) or m < 1 for m, v in zip(steps, milestone_steps)):
+            raise ValueError(f"milestone_steps must be positive step numbers, got "
+                             f"{list(milestone_steps)}")
+    else:
+        if not all(0 < float(m) < 1 for m in milestones):
+            raise ValueError(f"milestones are fractions of training in (0, 1), got "
+                             f"{list(milestones)} (milestone_steps takes step numbers)")
+        steps = [math.ceil(float(m) * total_steps) for m in milestones]
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -33,7 +50,7 @@ def warmup_then_decay(warmup_steps: int, total_steps: int, decay: str = "cosine"
         if decay == "cosine":
             progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
             return 0.5 * (1 + math.cos(math.pi * progress))
-        return gamma ** sum(step >= m * total_steps for m in milestones)
+        return gamma ** sum(step >= m for m in steps)
 
     return factor
 
@@ -88,6 +105,7 @@ def build_model(spec: Mapping) -> GeneralizedRCNN:
 
 
 OPTIMIZERS = ("sgd", "adamw")
+ADAMW_LR_LIMIT = 1e-2
 
 
 class DetectionModule(pl.LightningModule):
@@ -102,16 +120,35 @@ class DetectionModule(pl.LightningModule):
             (momentum is then its beta1); weight decay is not applied to
             BatchNorm parameters and biases.
         lr, momentum, weight_decay: the optimizer's.
-        warmup_steps, decay: the schedule (see warmup_then_decay); the total
-            number of steps comes from the trainer.
+        lr_reference_batch: when set, ``lr`` is the rate for this many images
+            per optimizer step, and the rate used is scaled linearly to the
+            run's images per step (processes × batch size × accumulated
+            batches; Goyal et al.'s rule, as Detectron's recipes state it).
+        warmup_steps, warmup_factor, decay, milestones, milestone_steps,
+            gamma: the schedule (see warmup_then_decay); the total number of
+            steps comes from the trainer.
     """
 
     def __init__(self, model: dict | GeneralizedRCNN, optimizer: str = "sgd", lr: float = 0.02,
                  momentum: float = 0.9, weight_decay: float = 1e-4, warmup_steps: int = 100,
-                 decay: str = "cosine"):
+                 decay: str = "cosine", warmup_factor: float = 0.001,
+                 milestones: tuple[float, ...] = (0.67, 0.89),
+                 milestone_steps: tuple[int, ...] | None = None, gamma: float = 0.1,
+                 lr_reference_batch: int | None = None):
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if not float(lr) > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        if optimizer == "adamw" and float(lr) > ADAMW_LR_LIMIT:
+            warnings.warn(f"optimizer=adamw with lr={lr}: far above the rates at which AdamW "
+                          f"trains a detector (1e-4 to 1e-3); lr=0.02 is SGD's rate "
+                          "(module.optimizer=sgd)", stacklevel=2)
+        if lr_reference_batch is not None and int(lr_reference_batch) < 1:
+            raise ValueError(f"lr_reference_batch must be a positive number of images, got "
+                             f"{lr_reference_batch!r}")
+        warmup_then_decay(warmup_steps, 1, decay, tuple(milestones), gamma, warmup_factor,
+                          None if milestone_steps is None else tuple(milestone_steps))  # checks
         if isinstance(model, nn.Module):
             self.model = model
             self.save_hyperparameters(ignore=["model"])
@@ -154,6 +191,23 @@ class DetectionModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         return loss
 
+    def images_per_step(self) -> int:
+        """Images per optimizer step: processes × batch size × accumulated batches."""
+        trainer = self.trainer
+        batch = getattr(trainer.datamodule, "batch_size", None) if trainer.datamodule else None
+        if batch is None:
+            raise ValueError("lr_reference_batch needs a datamodule with a batch_size")
+        return int(trainer.world_size) * int(batch) * int(trainer.accumulate_grad_batches)
+
+    def effective_lr(self) -> float:
+        """The learning rate used: ``lr``, scaled linearly to this run's images
+        per step when ``lr_reference_batch`` is set."""
+        hp = self.hparams
+        reference = hp.get("lr_reference_batch")
+        if reference is None:
+            return float(hp.lr)
+        return float(hp.lr) * self.images_per_step() / int(reference)
+
     def configure_optimizers(self):
         hp = self.hparams
         decayed, plain = [], []
@@ -162,12 +216,20 @@ class DetectionModule(pl.LightningModule):
                 (decayed if p.ndim > 1 else plain).append(p)  # biases, norms: ndim 1
         groups = [{"params": decayed, "weight_decay": hp.weight_decay},
                   {"params": plain, "weight_decay": 0.0}]
+        lr = self.effective_lr()
+        if hp.get("lr_reference_batch") is not None:
+            log.info("lr %.4g for %d images per step (lr=%g is for %d)", lr,
+                     self.images_per_step(), hp.lr, hp.lr_reference_batch)
         if hp.get("optimizer", "sgd") == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=(hp.momentum, 0.999))
+            optimizer = torch.optim.AdamW(groups, lr=lr, betas=(hp.momentum, 0.999))
         else:
-            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=hp.momentum)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        schedule = warmup_then_decay(self.hparams.warmup_steps, total, self.hparams.decay)
+        steps = hp.get("milestone_steps")
+        schedule = warmup_then_decay(hp.warmup_steps, total, hp.decay,
+                                     tuple(hp.get("milestones", (0.67, 0.89))),
+                                     hp.get("gamma", 0.1), hp.get("warmup_factor", 0.001),
+                                     None if steps is None else tuple(steps))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -193,7 +255,8 @@ class DetectionModule(pl.LightningModule):
         detections = self.model(images)
         dataset = self._dataset()
         ids = [int(t["image_id"]) for t in targets]
-        self._results.extend(to_coco_results(detections, ids, dataset.label_to_category))
+        self._results.extend(to_coco_results(detections, ids, dataset.label_to_category,
+                                             self.model.mask_threshold))
         self._image_ids.extend(ids)
 
     def validation_step(self, batch, batch_idx):
@@ -204,7 +267,8 @@ class DetectionModule(pl.LightningModule):
         images, targets = batch
         ids = [int(t["image_id"]) for t in targets]
         detections = self.model(images)
-        return {"results": to_coco_results(detections, ids, self._dataset().label_to_category),
+        return {"results": to_coco_results(detections, ids, self._dataset().label_to_category,
+                                           self.model.mask_threshold),
                 "image_ids": ids}
 
     def test_step(self, batch, batch_idx):

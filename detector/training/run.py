@@ -32,14 +32,17 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 def train(cfg: DictConfig) -> dict:
     """Trains (cfg.train) and tests (cfg.test) the configured model; writes
-    results.json (final test metrics, with what identifies the run: its command-line
-    overrides, seed and wall time) into cfg.paths.output_dir and returns the metrics."""
+    results.json (final test metrics, the split they were measured on: "test", or
+    "val" when the data has no test split, and what identifies the run: its
+    command-line overrides, seed and wall time) into cfg.paths.output_dir and
+    returns the metrics."""
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     datamodule = hydra.utils.instantiate(cfg.data)
-    module = DetectionModule(OmegaConf.to_container(cfg.model, resolve=True), **cfg.module)
+    module = DetectionModule(OmegaConf.to_container(cfg.model, resolve=True),
+                             **OmegaConf.to_container(cfg.module, resolve=True))
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False)
@@ -61,12 +64,17 @@ def train(cfg: DictConfig) -> dict:
             raise ValueError("train=false needs ckpt_path=PATH (the checkpoint to evaluate)")
         trainer.test(module, datamodule, ckpt_path=ckpt_path)
         metrics = module.metrics["test"]
+        split = getattr(datamodule, "test_split", "test")
         partial = output_dir / "results.json.partial"
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         partial.write_text(json.dumps(
-            {"metrics": metrics, "checkpoint": str(ckpt_path) if ckpt_path else None,
+            {"metrics": metrics, "split": split,
+             "checkpoint": str(ckpt_path) if ckpt_path else None,
              "overrides": overrides, "seed": cfg.seed,
              "wall_time_s": round(time.perf_counter() - started, 1)}, indent=2))
         os.replace(partial, output_dir / "results.json")
+        if split != "test":
+            print(f"Test metrics on the {split} split (the data has no test split; the best "
+                  "checkpoint was chosen on this split too):")
         print(format_table(metrics))
     return metrics
