@@ -45,13 +45,23 @@ def to_coco_results(detections: Sequence[Mapping[str, torch.Tensor]], image_ids:
     return results
 
 
+EXTRA_METRICS = ("voc07_ap50",)
+
+
 def evaluate(coco_gt: COCO, results: list[dict], iou_types: Sequence[str] = ("bbox", "segm"),
-             image_ids: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
+             image_ids: Sequence[int] | None = None,
+             extra: Sequence[str] = ()) -> dict[str, dict[str, float]]:
     """COCO metrics {iou_type: {AP, AP50, AP75, APs, APm, APl}} in [0, 1].
 
     Restricted to ``image_ids`` when given (default: every image of coco_gt).
     No detections at all scores 0 (COCOeval cannot load an empty result list).
+    ``extra`` adds other metrics: "voc07_ap50" is Pascal VOC 2007's 11-point
+    box AP at IoU 0.5 (bbox's ``AP50_voc07``; see detector.voc_eval).
     """
+    unknown = set(extra) - set(EXTRA_METRICS)
+    if unknown:
+        raise ValueError(f"evaluate: unknown extra metrics {sorted(unknown)}; known: "
+                         f"{list(EXTRA_METRICS)}")
     metrics = {}
     for iou_type in iou_types:
         if iou_type not in ("bbox", "segm"):
@@ -71,13 +81,20 @@ def evaluate(coco_gt: COCO, results: list[dict], iou_types: Sequence[str] = ("bb
             evaluator.summarize()
         # COCOeval reports -1 where a size range has no ground truth.
         metrics[iou_type] = {name: float(value) for name, value in zip(METRICS, evaluator.stats)}
+    if "voc07_ap50" in extra:
+        from .voc_eval import voc07_ap50
+
+        metrics.setdefault("bbox", {})["AP50_voc07"] = voc07_ap50(coco_gt, results, image_ids)
     return metrics
 
 
 def format_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
     """A Markdown table of the metrics, in percent (-1: no ground truth in that range)."""
     lines = ["| type | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    extra = []
     for iou_type, values in metrics.items():
-        cells = [f"{100 * values[m]:.1f}" if values[m] >= 0 else "-" for m in METRICS]
+        cells = [f"{100 * values[m]:.1f}" if values.get(m, -1) >= 0 else "-" for m in METRICS]
         lines.append(f"| {iou_type} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        extra += [f"{iou_type} {name}: {100 * v:.1f}" for name, v in values.items()
+                  if name not in METRICS]
+    return "\n".join(lines + ([""] + extra if extra else []))

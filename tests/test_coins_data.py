@@ -160,7 +160,8 @@ def test_images_vary_in_size_scale_format_and_flip(dataset):
         counts[split] = len(images)
         shapes = {(i["height"] > i["width"], i["height"] < i["width"]) for i in images}
         assert {(True, False), (False, True)} <= shapes, split  # portrait and landscape
-        assert len({i["scale"] for i in images}) >= 3 and {i["flip"] for i in images} == {False, True}
+        assert len({i["scale"] for i in images}) >= 3, split
+        assert {i["flip"] for i in images} == {False, True}, split
         kinds = set()
         for image in images:
             with Image.open(images_dir / image["file_name"]) as picture:

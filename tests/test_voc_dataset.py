@@ -4,6 +4,8 @@ difficult objects, boxes-only mode, errors that name the file; and the VOC07
 
 import contextlib
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -321,3 +323,45 @@ def test_voc07_iou_threshold_and_image_ids():
         voc07_ap50(coco, [_det(0, 7, A, 0.9)])
     with pytest.raises(ValueError, match="result 0 has image_id 9"):
         voc07_ap50(coco, [_det(9, 1, A, 0.9)])
+
+
+def test_train_py_runs_on_voc_folders(voc, tmp_path):
+    """``data=voc``: train.py trains on the VOC folder (masks where the split
+    has SegmentationObject pngs), evaluates with COCOeval plus VOC07's AP50,
+    with the model resizing the 60x40 images (factor 1.6) itself."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from detector.training import train
+
+    configs = str(Path(__file__).resolve().parents[1] / "configs")
+    with initialize_config_dir(config_dir=configs, version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "data=voc", f"data.root={voc}", "data.val.split=trainval", "data.batch_size=2",
+            "data.num_workers=0", "model.transform.min_size=64", "model.transform.max_size=128",
+            f"paths.output_dir={tmp_path / 'run'}", f"paths.log_dir={tmp_path / 'logs'}",
+            "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1", "~callbacks.progress",
+            "module.warmup_steps=1"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    metrics = train(cfg)
+    assert set(metrics) == {"bbox", "segm"}
+    assert 0.0 <= metrics["bbox"]["AP50_voc07"] <= 1.0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["split"] == "val"  # no test split given: said so
+
+
+def test_a_mask_model_on_boxes_only_data_is_refused(voc, tmp_path):
+    import pytorch_lightning as pl
+
+    from detector.training import DetectionModule, VocDataModule
+    from conftest import SPEC
+
+    data = VocDataModule(str(voc), {"split": "trainval"}, {"split": "trainval"}, masks=False)
+    trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"no instance masks .* \(model=faster_rcnn"):
+        trainer.fit(DetectionModule(SPEC), data)

@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 
 # The background's brightness runs from ~120 (top left) to ~35 (bottom middle), and the coins of
 # the bottom row average ~130, so no global threshold separates them (the tutorial's <30 / >150
-# leaves the top left without background markers). Markers are thresholds on the white top-hat
+# leaves the bright top left without background markers). Markers are thresholds on the top-hat
 # (the image less its opening by a disk wider than any coin, i.e. less its lighting): there the
 # background lies below ~45 and the coins' cores above ~60.
 TOPHAT_RADIUS = 36
@@ -179,7 +179,7 @@ def make_coins_coco(root: str | os.PathLike) -> dict[str, tuple[Path, Path]]:
 
 
 def _is_complete(splits: dict[str, tuple[Path, Path]]) -> bool:
-    return all(images.is_dir() and annotations.is_file() for images, annotations in splits.values())
+    return all(images.is_dir() and json_file.is_file() for images, json_file in splits.values())
 
 
 def _polygons(labels: np.ndarray) -> dict[int, np.ndarray]:
@@ -226,7 +226,7 @@ def _snap(box: tuple[int, ...], labels: np.ndarray) -> tuple[int, ...]:
 
 
 def _write_split(folder: Path, split: str, photo: np.ndarray, labels: np.ndarray,
-                 polygons: dict[int, np.ndarray], crops) -> None:
+                 polygons: dict[int, np.ndarray], crops: tuple) -> None:
     (folder / "images").mkdir(parents=True)
     px0, py0, px1, py1 = _part(split, *photo.shape)
     images, annotations = [], []
@@ -294,7 +294,7 @@ def draw_overlay(path: str | os.PathLike, photo: np.ndarray | None = None,
                   bbox={"boxstyle": "round,pad=0.15", "fc": colours[split], "lw": 0})
     axes.axhline(SPLIT_Y - 0.5, color="#d62728", linestyle="--", linewidth=1.5)
     for split, y, va in (("train", SPLIT_Y - 3, "bottom"), ("val", SPLIT_Y + 2, "top")):
-        axes.text(width - 4, y, split, color=colours[split], fontsize=10, ha="right", va=va,
+        axes.text(8, y, split, color=colours[split], fontsize=10, ha="left", va=va,
                   weight="bold", bbox={"fc": "white", "lw": 0, "pad": 1})
     axes.set_axis_off()
     path = Path(path)

@@ -1,13 +1,13 @@
 """Where models, data and evaluation meet: the LightningModule and DataModule,
 the run that train.py starts, and what makes runs resumable."""
 
-from .datamodule import CocoDataModule, SyntheticDataModule
+from .datamodule import CocoDataModule, DetectionDataModule, SyntheticDataModule, VocDataModule
 from .interrupt import SaveOnInterrupt, TrainingInterrupted
 from .module import DetectionModule, warmup_then_decay
 from .run import train
 from .sampling import EpochSampler
 from .writer import CocoResultsWriter
 
-__all__ = ["CocoDataModule", "CocoResultsWriter", "DetectionModule", "EpochSampler",
-           "SaveOnInterrupt", "SyntheticDataModule", "TrainingInterrupted", "train",
-           "warmup_then_decay"]
+__all__ = ["CocoDataModule", "CocoResultsWriter", "DetectionDataModule", "DetectionModule",
+           "EpochSampler", "SaveOnInterrupt", "SyntheticDataModule", "TrainingInterrupted",
+           "VocDataModule", "train", "warmup_then_decay"]

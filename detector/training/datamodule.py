@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from ..data.coco import CocoInstances, collate, detection_transforms
 from ..data.synthetic import make_synthetic_coco
+from ..data.voc import VocInstances
 from .sampling import EpochSampler
 
 
@@ -52,8 +53,17 @@ class DetectionDataModule(pl.LightningDataModule):
         self._datasets: dict = {}
         self._train_sampler: EpochSampler | None = None
 
+    # what evaluation adds to COCO's metrics (detector.evaluation.EXTRA_METRICS)
+    extra_metrics: tuple[str, ...] = ()
+
     def _read(self, split, transforms):
         raise NotImplementedError
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether the training data has instance masks (boxes-only data trains
+        Faster R-CNN)."""
+        return bool(getattr(self.dataset("train"), "has_masks", True))
 
     def dataset(self, stage: str):
         if stage not in self._datasets:
@@ -155,3 +165,34 @@ class SyntheticDataModule(CocoDataModule):
         super().__init__(splits["train"], splits["val"], splits.get("test"),
                          batch_size=batch_size, num_workers=num_workers,
                          shuffle_seed=shuffle_seed, flip_probability=flip_probability)
+
+
+class VocDataModule(DetectionDataModule):
+    """Pascal VOC folders (VOC2007, VOC2012, or a custom dataset laid out the
+    same way; see VocInstances): ``root`` is the year folder, and each of
+    ``train``, ``val`` and the optional ``test`` is a dict with the ``split``
+    name (the ImageSets list) and optionally its own ``root`` (e.g. training on
+    VOC2012 trainval, testing on VOC2007 test). ``masks``: "auto" (instance
+    masks where SegmentationObject has them), True or False. Evaluation adds
+    VOC07's 11-point AP50 to COCO's metrics. The other arguments are
+    DetectionDataModule's."""
+
+    extra_metrics = ("voc07_ap50",)
+
+    def __init__(self, root: str, train: dict, val: dict, test: dict | None = None,
+                 class_names: list[str] | None = None, masks: bool | str = "auto",
+                 batch_size: int = 2, num_workers: int = 0, shuffle_seed: int = 0,
+                 flip_probability: float = 0.5):
+        splits = {"train": train, "val": val, "test": test}
+        for stage, split in splits.items():
+            if split is None and stage == "test":
+                continue
+            if "split" not in (split or {}):
+                raise ValueError(f"data split '{stage}' needs 'split' (an ImageSets list name, "
+                                 "e.g. trainval or test)")
+        self.root, self.class_names_given, self.masks = root, class_names, masks
+        super().__init__(splits, batch_size, num_workers, shuffle_seed, flip_probability)
+
+    def _read(self, split, transforms):
+        return VocInstances(split.get("root") or self.root, split["split"], transforms,
+                            self.class_names_given, masks=self.masks)

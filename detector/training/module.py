@@ -174,6 +174,10 @@ class DetectionModule(pl.LightningModule):
             ids = getattr(datamodule, "category_ids", None)
             if ids is not None and spec.get("category_ids") is None:
                 spec["category_ids"] = list(ids)
+        if spec.get("masks", True) and getattr(datamodule, "has_masks", True) is False:
+            raise ValueError("the training data has no instance masks (boxes only), but the "
+                             "model has a mask head: train Faster R-CNN (model=faster_rcnn, "
+                             "or model.masks=false)")
         if spec.get("num_classes") is None:
             raise ValueError("the model's num_classes is not set and there is no datamodule "
                              "with class_names to take it from")
@@ -295,7 +299,8 @@ class DetectionModule(pl.LightningModule):
             return
         dataset = self._dataset()
         iou_types = ("bbox", "segm") if self.model.roi_heads.has_masks else ("bbox",)
-        metrics = evaluate(dataset.coco, results, iou_types, image_ids)
+        extra = getattr(self.trainer.datamodule, "extra_metrics", ())
+        metrics = evaluate(dataset.coco, results, iou_types, image_ids, extra)
         self.metrics = {stage: metrics}
         flat = {f"{stage}/{t}_{name}": value for t, values in metrics.items()
                 for name, value in values.items()}
