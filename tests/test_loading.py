@@ -11,6 +11,8 @@ import torch
 
 import detector
 
+from detections import assert_same_detections
+
 def test_load_gives_back_the_trained_model(trained):
     path, module, data = trained
     model = detector.load(path)
@@ -24,9 +26,7 @@ def test_load_gives_back_the_trained_model(trained):
     with torch.no_grad():
         expected = module.model.predict([image])[0]
         got = model.predict([image])[0]
-    assert len(got["boxes"]) == len(expected["boxes"])
-    for key in ("boxes", "labels", "scores", "masks"):
-        torch.testing.assert_close(got[key], expected[key])
+    assert_same_detections(got, expected, score_atol=1e-5, box_atol=1e-3, mask_atol=1e-5)
 
 
 class _RunsCode:
@@ -70,3 +70,15 @@ def test_not_a_checkpoint(tmp_path):
     torch.save({"state_dict": {}, "hyper_parameters": {"lr": 0.1}}, no_spec)
     with pytest.raises(ValueError, match="no complete model specification"):
         detector.load(no_spec)
+
+
+def test_load_overrides_the_preprocessing_and_inference_settings(trained):
+    path, _, _ = trained
+    model = detector.load(path, transform={"min_size": 192, "max_size": 400},
+                          inference={"score_thresh": 0.3, "detections_per_image": 7})
+    assert (model.transform.min_size, model.transform.max_size) == (192, 400)
+    assert model.inference_settings()["score_thresh"] == 0.3
+    assert model.inference_settings()["detections_per_image"] == 7
+    kept = detector.load(path, transform={"min_size": None}, inference={"score_thresh": None})
+    assert kept.transform.min_size == 96  # None keeps the checkpoint's
+    assert kept.inference_settings()["score_thresh"] == 0.05
