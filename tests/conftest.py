@@ -30,3 +30,29 @@ def trained(tmp_path_factory):
     path = root / "trained.ckpt"
     trainer.save_checkpoint(path)
     return path, module, data
+
+
+LEARNED_IMAGE_SIZE = (128, 160)
+LEARNED_STEPS = 600
+
+
+@pytest.fixture(scope="session")
+def learned(tmp_path_factory):
+    """A small Mask R-CNN that has learned the shapes (slow tests only: about
+    4 minutes on 2 cores): 600 steps on 200 synthetic 128x160 images with
+    medium-sized objects, the model resizing to a shorter side of 128 (factor
+    1 in training). Returns the checkpoint path."""
+    root = tmp_path_factory.mktemp("learned")
+    pl.seed_everything(0)
+    data = SyntheticDataModule(str(root / "data"), num_train=200, num_val=4, num_test=0,
+                               image_size=LEARNED_IMAGE_SIZE, object_size="medium", batch_size=4)
+    spec = {**SPEC, "transform": {**SPEC["transform"], "min_size": LEARNED_IMAGE_SIZE[0],
+                                  "max_size": LEARNED_IMAGE_SIZE[1]}}
+    module = DetectionModule(spec, optimizer="adamw", lr=2e-3, warmup_steps=50)
+    trainer = pl.Trainer(max_steps=LEARNED_STEPS, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=root)
+    trainer.fit(module, data)
+    ckpt = root / "learned.ckpt"
+    trainer.save_checkpoint(ckpt)
+    return ckpt

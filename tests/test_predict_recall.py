@@ -17,18 +17,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from torchvision.ops import box_iou
 
 from detector.data.synthetic import make_synthetic_coco
-from detector.training import DetectionModule, SyntheticDataModule
 
-from conftest import SPEC
+from conftest import LEARNED_IMAGE_SIZE as IMAGE_SIZE
+from conftest import LEARNED_STEPS as STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGE_SIZE = (128, 160)
-STEPS = 600
 LOCATED_BOUND, CLASSIFIED_BOUND = 0.6, 0.2  # measured: see the module docstring
 
 
@@ -68,20 +65,8 @@ def run_predict(ckpt: Path, images: Path, out: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_predict_finds_held_out_shapes(tmp_path):
-    pl.seed_everything(0)
-    data = SyntheticDataModule(str(tmp_path / "data"), num_train=200, num_val=4,
-                               image_size=IMAGE_SIZE, object_size="medium", batch_size=4)
-    spec = {**SPEC, "transform": {**SPEC["transform"], "min_size": IMAGE_SIZE[0],
-                                  "max_size": IMAGE_SIZE[1]}}
-    module = DetectionModule(spec, optimizer="adamw", lr=2e-3, warmup_steps=50)
-    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)
-    trainer.fit(module, data)
-    ckpt = tmp_path / "trained.ckpt"
-    trainer.save_checkpoint(ckpt)
-
+def test_predict_finds_held_out_shapes(learned, tmp_path):
+    ckpt = learned
     # held out: another seed draws other images (and other shapes in them)
     images, annotations = make_synthetic_coco(tmp_path / "held_out", "val", 12, IMAGE_SIZE,
                                               "medium", seed=123)
