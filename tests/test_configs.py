@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 import detector
 from detector.data import make_synthetic_coco
-from detector.training import CocoDataModule
+from detector.training import DetectionDataModule
 from detector.training.run import _instantiate_all
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -107,9 +107,14 @@ def test_data_configs_instantiate(tmp_path, tiny_coco, data):
     overrides = ["data.num_train=2", "data.num_val=2", "data.image_size=[64,80]"]
     if data == "coco":
         overrides = _coco_paths(tiny_coco)
+    if data == "voc":
+        from test_voc_dataset import _make_voc
+
+        root = _make_voc(tmp_path / "VOC2007")
+        overrides = [f"data.root={root}", "data.val.split=trainval", "data.num_workers=0"]
     cfg = _compose(tmp_path, f"data={data}", *overrides)
     datamodule = hydra.utils.instantiate(cfg.data)
-    assert isinstance(datamodule, CocoDataModule)
+    assert isinstance(datamodule, DetectionDataModule)
     images, targets = next(iter(datamodule.val_dataloader()))
     assert len(images) == len(targets) > 0
 

@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ..evaluation import format_table
+from ..loading import read_checkpoint
 from .interrupt import TrainingInterrupted
 from .module import DetectionModule
 
@@ -30,6 +31,21 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
     return next((c.best_model_path for c in callbacks if c.best_model_path), None)
 
 
+def _with_saved_preprocessing(spec: dict, ckpt_path: str, overrides: list[str]) -> dict:
+    """Evaluating a checkpoint: the model keeps the resize and inference
+    settings it was trained with (saved in the checkpoint), unless the command
+    line sets them (``model.transform.*`` / ``model.inference.*``)."""
+    saved = read_checkpoint(ckpt_path).get("hyper_parameters", {}).get("model") or {}
+    spec = dict(spec)
+    for key in ("transform", "inference"):
+        given = any(o.lstrip("+~").startswith(f"model.{key}") for o in overrides)
+        if key in saved and not given:
+            if saved[key] != spec.get(key):
+                log.info("model.%s from the checkpoint: %s", key, saved[key])
+            spec[key] = saved[key]
+    return spec
+
+
 def train(cfg: DictConfig) -> dict:
     """Trains (cfg.train) and tests (cfg.test) the configured model; writes
     results.json (final test metrics, the split they were measured on: "test", or
@@ -41,14 +57,17 @@ def train(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     datamodule = hydra.utils.instantiate(cfg.data)
-    module = DetectionModule(OmegaConf.to_container(cfg.model, resolve=True),
-                             **OmegaConf.to_container(cfg.module, resolve=True))
-    trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
-        logger=_instantiate_all(cfg.get("logger")) or False)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    spec = OmegaConf.to_container(cfg.model, resolve=True)
+    if not cfg.get("train", True) and ckpt_path is not None:
+        spec = _with_saved_preprocessing(spec, ckpt_path, overrides)
+    module = DetectionModule(spec, **OmegaConf.to_container(cfg.module, resolve=True))
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
+        logger=_instantiate_all(cfg.get("logger")) or False)
     if cfg.get("train", True):
         try:
             trainer.fit(module, datamodule, ckpt_path=ckpt_path)
@@ -66,7 +85,6 @@ def train(cfg: DictConfig) -> dict:
         metrics = module.metrics["test"]
         split = getattr(datamodule, "test_split", "test")
         partial = output_dir / "results.json.partial"
-        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         partial.write_text(json.dumps(
             {"metrics": metrics, "split": split,
              "checkpoint": str(ckpt_path) if ckpt_path else None,
