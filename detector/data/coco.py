@@ -3,19 +3,16 @@ read through pycocotools, with torchvision.transforms.v2 pipelines."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from pycocotools.coco import COCO
-from torch.utils.data import Dataset
-from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
+
+from .instances import InstanceDataset
 
 
 def _load_json(path: Path) -> dict:
@@ -81,19 +78,12 @@ def _drop_degenerate_polygons(path: Path, data: dict) -> None:
         data["annotations"] = kept
 
 
-class CocoInstances(Dataset):
-    """(image, target) pairs from a folder of images and a COCO json.
-
-    Category ids are mapped to contiguous labels 1..K in increasing id order
-    (``label_to_category`` maps back); crowd regions are left out of the
-    targets (COCOeval handles them); boxes that are degenerate after clipping
-    to the image are dropped, with one warning that counts them. Polygons and
-    RLE masks both work.
-
-    Targets: ``boxes`` (x1, y1, x2, y2 pixels), ``labels`` (int64), ``masks``
-    (uint8 [N, H, W]) and ``image_id``. ``transforms`` is a torchvision v2
-    transform applied to (tv_tensors.Image, target); images end as float in [0, 1].
-    """
+class CocoInstances(InstanceDataset):
+    """(image, target) pairs from a folder of images and a COCO json (see
+    InstanceDataset for the labels, the targets and ``transforms``). Polygons
+    and RLE masks both work; polygons of fewer than three points are dropped
+    (see _drop_degenerate_polygons); an image whose size differs from its
+    entry in the json is an error that names both."""
 
     def __init__(self, images: str | Path, annotations: str | Path,
                  transforms: Callable | None = None, min_box_size: float = 1.0):
@@ -104,89 +94,22 @@ class CocoInstances(Dataset):
         data = _load_json(self.annotations_file)
         _check_annotations(self.annotations_file, data)
         _drop_degenerate_polygons(self.annotations_file, data)
-        self.coco = COCO()
-        self.coco.dataset = data
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco.createIndex()
-        self.image_ids = sorted(self.coco.imgs)
-        self.category_ids = sorted(self.coco.cats)
-        self.label_to_category = {i + 1: c for i, c in enumerate(self.category_ids)}
-        self.category_to_label = {c: i for i, c in self.label_to_category.items()}
-        self.class_names = ["__background__"] + [self.coco.cats[c]["name"]
-                                                 for c in self.category_ids]
-        self.transforms = transforms
-        self.min_box_size = min_box_size
-        dropped = sum(1 for ann in data["annotations"]
-                      if not ann.get("iscrowd", 0) and self._degenerate(ann))
-        if dropped:
-            warnings.warn(f"{self.annotations_file}: dropped {dropped} degenerate boxes "
-                          f"(smaller than {min_box_size} px after clipping to the image)",
-                          stacklevel=2)
-
-    def _clipped(self, ann: dict) -> list[float]:
-        info = self.coco.imgs[ann["image_id"]]
-        x, y, w, h = ann["bbox"]
-        return [max(x, 0.0), max(y, 0.0), min(x + w, info["width"]), min(y + h, info["height"])]
-
-    def _degenerate(self, ann: dict) -> bool:
-        x1, y1, x2, y2 = self._clipped(ann)
-        return x2 - x1 < self.min_box_size or y2 - y1 < self.min_box_size
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
+        self._index(data, self.annotations_file, transforms, min_box_size)
 
     def read_image(self, image_id: int) -> torch.Tensor:
-        path = self.images_dir / self.coco.imgs[image_id]["file_name"]
+        info = self.coco.imgs[image_id]
+        path = self.images_dir / info["file_name"]
         try:
-            return decode_image(str(path), mode=ImageReadMode.RGB)
+            image = decode_image(str(path), mode=ImageReadMode.RGB)
         except (RuntimeError, OSError, ValueError) as error:
             raise RuntimeError(f"cannot read image {path} (image id {image_id}): {error}") from error
-
-    def __getitem__(self, key: int | tuple[int, int]):
-        """``key`` is an index, or (index, seed): the seed then drives the
-        random transforms of this item alone (the global generator is left as
-        it was), so an item's augmentation does not depend on what ran before."""
-        if isinstance(key, tuple):
-            index, seed = key
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                return self._item(index)
-        return self._item(key)
-
-    def _item(self, index: int):
-        image_id = self.image_ids[index]
-        image = self.read_image(image_id)
         height, width = image.shape[-2:]
-        info = self.coco.imgs[image_id]
         if (info.get("height"), info.get("width")) != (height, width):
             raise ValueError(
-                f"image {self.images_dir / info['file_name']} is {height}x{width} (h x w), but "
-                f"{self.annotations_file} gives {info.get('height')}x{info.get('width')} for "
-                f"image id {image_id}: the annotations must be in the image's own frame")
-        anns = [a for a in self.coco.imgToAnns.get(image_id, [])
-                if not a.get("iscrowd", 0) and not self._degenerate(a)]
-        boxes = torch.tensor([self._clipped(a) for a in anns], dtype=torch.float32).reshape(-1, 4)
-        masks = torch.zeros((len(anns), height, width), dtype=torch.uint8)
-        for i, ann in enumerate(anns):
-            if ann.get("segmentation"):
-                masks[i] = torch.from_numpy(self.coco.annToMask(ann))
-        target = {
-            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
-            "labels": torch.tensor([self.category_to_label[a["category_id"]] for a in anns],
-                                   dtype=torch.int64),
-            "masks": tv_tensors.Mask(masks),
-            "image_id": image_id,
-        }
-        image = tv_tensors.Image(image)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        image = v2.functional.to_dtype(image, torch.float32, scale=True)
-        return image.as_subclass(torch.Tensor), {
-            "boxes": target["boxes"].as_subclass(torch.Tensor),
-            "labels": target["labels"],
-            "masks": target["masks"].as_subclass(torch.Tensor),
-            "image_id": target["image_id"],
-        }
+                f"image {path} is {height}x{width} (h x w), but {self.annotations_file} gives "
+                f"{info.get('height')}x{info.get('width')} for image id {image_id}: the "
+                "annotations must be in the image's own frame")
+        return image
 
 
 def detection_transforms(train: bool, flip_probability: float = 0.5) -> v2.Transform | None:

@@ -5,10 +5,7 @@ in memory from the XMLs, so evaluation treats both alike."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,11 +14,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 from PIL import Image
-from pycocotools.coco import COCO
-from torch.utils.data import Dataset
-from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms import v2
+
+from .instances import InstanceDataset
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -152,7 +147,7 @@ def _instance_rles(png: Path, xml: Path, count: int, size: tuple[int, int]) -> l
     return rles
 
 
-class VocInstances(Dataset):
+class VocInstances(InstanceDataset):
     """(image, target) pairs from a VOC year folder (``root``, e.g.
     ``VOCdevkit/VOC2007``): ``Annotations/<id>.xml``, ``JPEGImages/<id>.jpg``,
     ``ImageSets/{Main,Segmentation}/<split>.txt`` and, for masks,
@@ -175,7 +170,7 @@ class VocInstances(Dataset):
     overlap is intersection over the detection's area, and a crowd region may
     absorb several detections; detector.voc_eval follows VOC exactly).
 
-    The rest is CocoInstances: ``image_ids`` are the positions 0..N-1 in the
+    The rest is InstanceDataset's: ``image_ids`` are the positions 0..N-1 in the
     split list (``file_names`` holds the VOC ids), labels 1..K follow
     ``class_names`` (the 20 VOC classes in their standard order by default),
     ``coco`` is the ground truth, degenerate boxes are dropped with one
@@ -193,24 +188,7 @@ class VocInstances(Dataset):
             raise ValueError(f"class_names must be distinct and non-empty, got {names}")
         self.images_dir = self.root / "JPEGImages"
         self.split_file, self.file_names, self.has_masks = _split(self.root, split, masks)
-        self.coco = COCO()
-        self.coco.dataset = self._ground_truth(names)
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco.createIndex()
-        self.image_ids = sorted(self.coco.imgs)
-        self.category_ids = sorted(self.coco.cats)
-        self.label_to_category = {i + 1: c for i, c in enumerate(self.category_ids)}
-        self.category_to_label = {c: i for i, c in self.label_to_category.items()}
-        self.class_names = ["__background__"] + [self.coco.cats[c]["name"]
-                                                 for c in self.category_ids]
-        self.transforms = transforms
-        self.min_box_size = min_box_size
-        dropped = sum(1 for ann in self.coco.dataset["annotations"]
-                      if not ann["iscrowd"] and self._degenerate(ann))
-        if dropped:
-            warnings.warn(f"{self.split_file}: dropped {dropped} degenerate boxes "
-                          f"(smaller than {min_box_size} px after clipping to the image)",
-                          stacklevel=2)
+        self._index(self._ground_truth(names), self.split_file, transforms, min_box_size)
 
     def _ground_truth(self, class_names: list[str]) -> dict:
         """The COCO dict of the split: checks that every listed XML and image
@@ -244,18 +222,6 @@ class VocInstances(Dataset):
         categories = [{"id": i + 1, "name": n} for i, n in enumerate(class_names)]
         return {"images": images, "annotations": annotations, "categories": categories}
 
-    def _clipped(self, ann: dict) -> list[float]:
-        info = self.coco.imgs[ann["image_id"]]
-        x, y, w, h = ann["bbox"]
-        return [max(x, 0.0), max(y, 0.0), min(x + w, info["width"]), min(y + h, info["height"])]
-
-    def _degenerate(self, ann: dict) -> bool:
-        x1, y1, x2, y2 = self._clipped(ann)
-        return x2 - x1 < self.min_box_size or y2 - y1 < self.min_box_size
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
     def read_image(self, image_id: int) -> torch.Tensor:
         info = self.coco.imgs[image_id]
         path = self.images_dir / info["file_name"]
@@ -268,43 +234,3 @@ class VocInstances(Dataset):
             raise ValueError(f"image {path} is {image.shape[-2]}x{image.shape[-1]} (h x w) but "
                              f"{xml} says {info['height']}x{info['width']}")
         return image
-
-    def __getitem__(self, key: int | tuple[int, int]):
-        """``key`` is an index, or (index, seed): the seed then drives the
-        random transforms of this item alone (the global generator is left as
-        it was), so an item's augmentation does not depend on what ran before."""
-        if isinstance(key, tuple):
-            index, seed = key
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                return self._item(index)
-        return self._item(key)
-
-    def _item(self, index: int):
-        image_id = self.image_ids[index]
-        image = self.read_image(image_id)
-        height, width = image.shape[-2:]
-        anns = [a for a in self.coco.imgToAnns.get(image_id, [])
-                if not a["iscrowd"] and not self._degenerate(a)]
-        boxes = torch.tensor([self._clipped(a) for a in anns], dtype=torch.float32).reshape(-1, 4)
-        masks = torch.zeros((len(anns), height, width), dtype=torch.uint8)
-        for i, ann in enumerate(anns):
-            if "segmentation" in ann:
-                masks[i] = torch.from_numpy(self.coco.annToMask(ann))
-        target = {
-            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
-            "labels": torch.tensor([self.category_to_label[a["category_id"]] for a in anns],
-                                   dtype=torch.int64),
-            "masks": tv_tensors.Mask(masks),
-            "image_id": image_id,
-        }
-        image = tv_tensors.Image(image)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        image = v2.functional.to_dtype(image, torch.float32, scale=True)
-        return image.as_subclass(torch.Tensor), {
-            "boxes": target["boxes"].as_subclass(torch.Tensor),
-            "labels": target["labels"],
-            "masks": target["masks"].as_subclass(torch.Tensor),
-            "image_id": target["image_id"],
-        }

@@ -1,0 +1,113 @@
+"""What every instance dataset here shares (COCO json, Pascal VOC folders):
+the ground truth as a pycocotools COCO object, the label mapping, and the
+(image, target) items made from it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+
+class InstanceDataset(Dataset):
+    """(image, target) pairs from a COCO-format ground truth.
+
+    A subclass builds the ground truth dict (COCO's images / annotations /
+    categories) and calls ``_index`` with it, and reads images
+    (``read_image(image_id)``: uint8 [3, H, W] in the ground truth's frame).
+
+    Category ids are mapped to contiguous labels 1..K in increasing id order
+    (``label_to_category`` maps back); crowd regions are left out of the
+    targets (COCOeval handles them); boxes that are degenerate after clipping
+    to the image are dropped, with one warning that counts them.
+
+    Targets: ``boxes`` (x1, y1, x2, y2 pixels), ``labels`` (int64), ``masks``
+    (uint8 [N, H, W]; zeros where an annotation has no segmentation) and
+    ``image_id``. ``transforms`` is a torchvision v2 transform applied to
+    (tv_tensors.Image, target); images end as float in [0, 1].
+    """
+
+    def _index(self, data: dict, source: Path, transforms: Callable | None,
+               min_box_size: float) -> None:
+        """Indexes ``data`` (read from ``source``, named in the warning)."""
+        self.coco = COCO()
+        self.coco.dataset = data
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            self.coco.createIndex()
+        self.image_ids = sorted(self.coco.imgs)
+        self.category_ids = sorted(self.coco.cats)
+        self.label_to_category = {i + 1: c for i, c in enumerate(self.category_ids)}
+        self.category_to_label = {c: i for i, c in self.label_to_category.items()}
+        self.class_names = ["__background__"] + [self.coco.cats[c]["name"]
+                                                 for c in self.category_ids]
+        self.transforms = transforms
+        self.min_box_size = min_box_size
+        dropped = sum(1 for ann in data["annotations"]
+                      if not ann.get("iscrowd", 0) and self._degenerate(ann))
+        if dropped:
+            warnings.warn(f"{source}: dropped {dropped} degenerate boxes "
+                          f"(smaller than {min_box_size} px after clipping to the image)",
+                          stacklevel=3)
+
+    def read_image(self, image_id: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _clipped(self, ann: dict) -> list[float]:
+        info = self.coco.imgs[ann["image_id"]]
+        x, y, w, h = ann["bbox"]
+        return [max(x, 0.0), max(y, 0.0), min(x + w, info["width"]), min(y + h, info["height"])]
+
+    def _degenerate(self, ann: dict) -> bool:
+        x1, y1, x2, y2 = self._clipped(ann)
+        return x2 - x1 < self.min_box_size or y2 - y1 < self.min_box_size
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        """``key`` is an index, or (index, seed): the seed then drives the
+        random transforms of this item alone (the global generator is left as
+        it was), so an item's augmentation does not depend on what ran before."""
+        if isinstance(key, tuple):
+            index, seed = key
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self._item(index)
+        return self._item(key)
+
+    def _item(self, index: int):
+        image_id = self.image_ids[index]
+        image = self.read_image(image_id)
+        height, width = image.shape[-2:]
+        anns = [a for a in self.coco.imgToAnns.get(image_id, [])
+                if not a.get("iscrowd", 0) and not self._degenerate(a)]
+        boxes = torch.tensor([self._clipped(a) for a in anns], dtype=torch.float32).reshape(-1, 4)
+        masks = torch.zeros((len(anns), height, width), dtype=torch.uint8)
+        for i, ann in enumerate(anns):
+            if ann.get("segmentation"):
+                masks[i] = torch.from_numpy(self.coco.annToMask(ann))
+        target = {
+            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
+            "labels": torch.tensor([self.category_to_label[a["category_id"]] for a in anns],
+                                   dtype=torch.int64),
+            "masks": tv_tensors.Mask(masks),
+            "image_id": image_id,
+        }
+        image = tv_tensors.Image(image)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        image = v2.functional.to_dtype(image, torch.float32, scale=True)
+        return image.as_subclass(torch.Tensor), {
+            "boxes": target["boxes"].as_subclass(torch.Tensor),
+            "labels": target["labels"],
+            "masks": target["masks"].as_subclass(torch.Tensor),
+            "image_id": target["image_id"],
+        }
