@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
+
+from .folders import publish_folder
 
 # The background's brightness runs from ~120 (top left) to ~35 (bottom middle), and the coins of
 # the bottom row average ~130, so no global threshold separates them (the tutorial's <30 / >150
@@ -161,20 +161,13 @@ def make_coins_coco(root: str | os.PathLike) -> dict[str, tuple[Path, Path]]:
     crossing = sorted(set(labels[SPLIT_Y - 1]) & set(labels[SPLIT_Y]) - {0})
     if crossing:
         raise RuntimeError(f"coins {crossing} cross the split line y = {SPLIT_Y}")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        polygons = _polygons(labels)
+    polygons = _polygons(labels)
+
+    def write(tmp: Path) -> None:
         for split, crops in _CROPS.items():
             _write_split(tmp / split, split, photo, labels, polygons, crops)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first, or a broken folder is in the way
-            if not _is_complete(splits):
-                shutil.rmtree(final, ignore_errors=True)
-                os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_folder(final, write, lambda folder: _is_complete(splits))
     return splits
 
 

@@ -16,8 +16,6 @@ import json
 import math
 import os
 import re
-import shutil
-import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +24,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
+
+from .folders import publish_folder
 
 CATEGORIES = ("circle", "rectangle", "triangle", "ellipse", "star", "ring")
 OBJECT_SIZES = ("small", "medium", "large", "mixed")
@@ -67,18 +67,8 @@ def make_synthetic_coco(root: str | os.PathLike, split: str = "train", num_image
     if _is_complete(final):
         return final / "images", final / "annotations.json"
 
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        _write(tmp, split, num_images, height, width, sizes, max_objects, seed)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first, or a broken folder is in the way
-            if not _is_complete(final):
-                shutil.rmtree(final, ignore_errors=True)
-                os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    publish_folder(final, lambda tmp: _write(tmp, split, num_images, height, width, sizes,
+                                             max_objects, seed), _is_complete)
     return final / "images", final / "annotations.json"
 
 
