@@ -67,8 +67,7 @@ def load_model(ckpt: str | None = None, torchvision: str | None = None,
         model.transform = transform.with_sizes(
             transform.min_sizes if min_size is None else min_size,
             transform.max_size if max_size is None else max_size)
-    return model.configure_inference(**{k: v for k, v in (inference or {}).items()
-                                        if v is not None})
+    return model.configure_inference(**(inference or {}))  # None keeps a setting
 
 
 def _load_model(ckpt: str | None, torchvision: str | None,

@@ -35,9 +35,6 @@ class GeneralizedRCNN(nn.Module):
         self.category_ids = category_ids
         self.mask_threshold = 0.5
 
-    INFERENCE_SETTINGS = ("score_thresh", "nms_thresh", "detections_per_image", "mask_threshold",
-                          "rpn_pre_nms_top_n", "rpn_post_nms_top_n")
-
     def configure_inference(self, score_thresh: float | None = None,
                             nms_thresh: float | None = None,
                             detections_per_image: int | None = None,

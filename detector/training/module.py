@@ -210,7 +210,10 @@ class DetectionModule(pl.LightningModule):
         reference = hp.get("lr_reference_batch")
         if reference is None:
             return float(hp.lr)
-        return float(hp.lr) * self.images_per_step() / int(reference)
+        images = self.images_per_step()
+        lr = float(hp.lr) * images / int(reference)
+        log.info("lr %.4g for %d images per step (lr=%g is for %d)", lr, images, hp.lr, reference)
+        return lr
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -221,9 +224,6 @@ class DetectionModule(pl.LightningModule):
         groups = [{"params": decayed, "weight_decay": hp.weight_decay},
                   {"params": plain, "weight_decay": 0.0}]
         lr = self.effective_lr()
-        if hp.get("lr_reference_batch") is not None:
-            log.info("lr %.4g for %d images per step (lr=%g is for %d)", lr,
-                     self.images_per_step(), hp.lr, hp.lr_reference_batch)
         if hp.get("optimizer", "sgd") == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=lr, betas=(hp.momentum, 0.999))
         else:
