@@ -2,11 +2,26 @@
 
 Kernels in C++ (CPU, all cores) and CUDA, registered as real PyTorch operators
 under ``torch.ops.roi_ops``; ``ops.reference`` holds a pure-PyTorch definition
-of each. The kernels are compiled on first import and cached.
+of each. Importing ``ops`` compiles nothing: the kernels are compiled for this
+machine on first use (once, about 30 s; then cached and loaded in
+milliseconds). ``ops.load()`` does it up front, e.g. before using
+``torch.ops.roi_ops`` directly or loading an exported program.
 """
 
+from ._build import BuildError
+from ._library import has_cuda_kernels
+from ._library import kernels as _kernels
 from .roi_align import RoIAlign, roi_align
 from .roi_pool import RoIPool, roi_pool
 from .roi_warp import RoIWarp, roi_warp
 
-__all__ = ["roi_align", "roi_pool", "roi_warp", "RoIAlign", "RoIPool", "RoIWarp"]
+
+def load() -> None:
+    """Loads the kernels (compiling them first on a machine that has no build
+    of these sources) and registers the operators under torch.ops.roi_ops.
+    Raises ops.BuildError, saying what is missing, when they cannot be built."""
+    _kernels()
+
+
+__all__ = ["BuildError", "RoIAlign", "RoIPool", "RoIWarp", "has_cuda_kernels", "load",
+           "roi_align", "roi_pool", "roi_warp"]

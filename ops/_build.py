@@ -1,34 +1,48 @@
-"""Builds and loads the C++/CUDA kernels on first use.
+"""Builds and loads the C++/CUDA kernels on first use (never on import).
 
-The sources are compiled once with ``torch.utils.cpp_extension.load`` (ninja)
-into torch's extension cache (``TORCH_EXTENSIONS_DIR``, by default
-``~/.cache/torch_extensions``) and rebuilt only when a source or a flag
-changes. The CUDA kernels are compiled in when a GPU and a CUDA compiler are
-both present; every machine gets the CPU kernels.
+The first call that needs a kernel compiles the sources once for this machine
+(about 30 s on 2 cores, announced on stderr) with ``torch.utils.cpp_extension``
+(ninja). The library is kept in a cache keyed by a hash of the sources, the
+flags and the torch build, so any later process, from any checkout or
+environment with the same torch, loads it in milliseconds; a changed source or
+another torch gives another key and one more build.
 
 Environment:
+    ROI_OPS_CACHE=DIR  where built libraries are kept
+                       (default: $XDG_CACHE_HOME/roi_ops, else ~/.cache/roi_ops)
     ROI_OPS_CUDA=0|1   force the CUDA kernels off / on (default: automatic)
     ROI_OPS_VERBOSE=1  show the compiler's output
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import logging
 import os
+import platform
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import torch
 
 _CSRC = Path(__file__).resolve().parent / "csrc"
 _LOCK = threading.Lock()
-_loaded = False
-_with_cuda = False
+_loaded: bool | None = None  # None: not loaded; else whether the CUDA kernels are in
 
 log = logging.getLogger(__name__)
+
+
+class BuildError(RuntimeError):
+    """The kernels cannot be built on this machine; the message says what is
+    missing and how to fix it."""
 
 
 def _cpp_extension():
@@ -52,15 +66,70 @@ def cuda_sources() -> list[Path]:
     return sorted((_CSRC / "cuda").glob("*.cu"))
 
 
+def _all_sources() -> list[Path]:
+    """Every file the build reads (headers too), for the cache key."""
+    return sorted(p for p in _CSRC.rglob("*") if p.suffix in (".h", ".cpp", ".cu", ".cuh"))
+
+
+def cache_dir() -> Path:
+    if os.environ.get("ROI_OPS_CACHE"):
+        return Path(os.environ["ROI_OPS_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "roi_ops"
+
+
+# --- compiler flags ---------------------------------------------------------------------
+
+_OMP_PROBE = "#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+
+
+def _compiler() -> str:
+    return _cpp_extension().get_cxx_compiler()
+
+
+def _openmp_candidates() -> list[tuple[list[str], list[str]]]:
+    """(compile flags, link flags) to try, in order, for the C++ compiler."""
+    if sys.platform == "win32":
+        return [(["/openmp"], [])]
+    torch_lib = str(Path(torch.__file__).parent / "lib")
+    candidates = [(["-fopenmp"], ["-fopenmp"])]  # gcc; clang with libomp installed
+    if sys.platform == "darwin":  # Apple clang: no -fopenmp driver flag; libomp
+        for prefix in ("/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"):
+            candidates.append((["-Xpreprocessor", "-fopenmp", f"-I{prefix}/include"],
+                               [f"-L{prefix}/lib", "-lomp"]))
+        candidates.append((["-Xpreprocessor", "-fopenmp"], [f"-L{torch_lib}", "-lomp"]))
+    return candidates
+
+
+@functools.cache
+def openmp_flags() -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The OpenMP flags this compiler accepts (tried on a small program), or
+    None: then at::parallel_for is compiled without OpenMP and the kernels run
+    on one thread."""
+    if sys.platform == "win32":  # MSVC always has /openmp
+        return ("/openmp",), ()
+    compiler = _compiler()
+    with tempfile.TemporaryDirectory(prefix="roi_ops_omp_") as tmp:
+        probe = Path(tmp) / "probe.cpp"
+        probe.write_text(_OMP_PROBE)
+        for cflags, ldflags in _openmp_candidates():
+            cmd = [compiler, *cflags, str(probe), "-o", str(Path(tmp) / "probe"), *ldflags]
+            if subprocess.run(cmd, capture_output=True).returncode == 0:
+                return tuple(cflags), tuple(ldflags)
+    return None
+
+
 def cxx_flags() -> list[str]:
-    # -fopenmp: at::parallel_for is inlined into the extension; without it the
-    # kernels would run on one thread.
-    return ["-O3", "-fopenmp"]
+    """Compile flags of the C++ sources (the OpenMP ones are chosen per compiler
+    at build time by openmp_flags)."""
+    return ["/O2"] if sys.platform == "win32" else ["-O3"]
 
 
 def nvcc_flags() -> list[str]:
     return ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
 
+
+# --- what to build ----------------------------------------------------------------------
 
 def _cuda_wanted() -> bool:
     choice = os.environ.get("ROI_OPS_CUDA", "").strip()
@@ -68,48 +137,160 @@ def _cuda_wanted() -> bool:
         raise ValueError(f"ROI_OPS_CUDA must be 0, 1 or unset, got {choice!r}")
     if choice == "0" or torch.version.cuda is None:
         if choice == "1":
-            raise RuntimeError("ROI_OPS_CUDA=1 but this torch build has no CUDA support")
+            raise BuildError("ROI_OPS_CUDA=1 but this torch build has no CUDA support")
+        return False
+    if choice != "1" and not torch.cuda.is_available():
         return False
     cuda_home = _cpp_extension().CUDA_HOME
-    if choice == "1":
-        if cuda_home is None:
-            raise RuntimeError("ROI_OPS_CUDA=1 but no CUDA toolkit was found (set CUDA_HOME)")
-        return True
-    if not torch.cuda.is_available():
-        return False
     if cuda_home is None:
+        if choice == "1":
+            raise BuildError("ROI_OPS_CUDA=1 but no CUDA toolkit was found (set CUDA_HOME, "
+                             "or pip install 'cuda-toolkit[nvcc,cccl]')")
         log.warning("roi_ops: a GPU is present but no CUDA toolkit was found (set CUDA_HOME); "
                     "building the CPU kernels only")
         return False
     return True
 
 
-def load() -> bool:
-    """Compiles (first time) and loads the kernels; returns whether CUDA is in."""
-    global _loaded, _with_cuda
-    with _LOCK:
-        if _loaded:
-            return _with_cuda
-        load_extension = _cpp_extension().load
+def build_key(with_cuda: bool) -> str:
+    """What the built library depends on: sources, flags, torch, Python, machine."""
+    digest = hashlib.sha256()
+    for path in _all_sources():
+        digest.update(path.relative_to(_CSRC).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    parts = [torch.__version__, str(torch.version.git_version), str(torch.version.cuda),
+             sys.version.split()[0], platform.machine(), sys.platform,
+             os.environ.get("CXX", ""), " ".join(cxx_flags()),
+             " ".join(nvcc_flags()) if with_cuda else "", str(with_cuda)]
+    if with_cuda:
+        parts.append(os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
+        if torch.cuda.is_available():
+            parts += [".".join(map(str, torch.cuda.get_device_capability(i)))
+                      for i in range(torch.cuda.device_count())]
+    digest.update("\0".join(parts).encode())
+    return digest.hexdigest()[:16]
 
-        with_cuda = _cuda_wanted()
-        sources = cpu_sources() + (cuda_sources() if with_cuda else [])
-        verbose = os.environ.get("ROI_OPS_VERBOSE", "") == "1"
-        log.info("roi_ops: loading the %s kernels (compiled on first use, then cached)",
-                 "CPU and CUDA" if with_cuda else "CPU")
-        load_extension(
-            name="roi_ops_cuda" if with_cuda else "roi_ops_cpu",
-            sources=[str(s) for s in sources],
-            extra_cflags=cxx_flags() + (["-DROI_OPS_WITH_CUDA"] if with_cuda else []),
+
+def _library_name(with_cuda: bool) -> str:
+    return "roi_ops_cuda" if with_cuda else "roi_ops_cpu"
+
+
+def _library_suffix() -> str:
+    return ".pyd" if sys.platform == "win32" else ".so"
+
+
+def cached_library(with_cuda: bool) -> Path:
+    """Where the library for this machine's key is kept (it may not exist yet)."""
+    name = _library_name(with_cuda)
+    return cache_dir() / f"{name}-{build_key(with_cuda)}{_library_suffix()}"
+
+
+# --- building ---------------------------------------------------------------------------
+
+def preflight() -> None:
+    """Raises BuildError naming what the build needs and is missing."""
+    cpp_extension = _cpp_extension()
+    compiler = _compiler()
+    if shutil.which(compiler) is None:
+        hint = {"darwin": "xcode-select --install",
+                "win32": "install Visual Studio's C++ build tools and start from their "
+                         "developer prompt"}.get(sys.platform,
+                                                 "e.g. apt install g++ / dnf install gcc-c++")
+        raise BuildError(
+            f"roi_ops: the ROI operators are compiled on first use, and no C++ compiler was "
+            f"found ({compiler!r} is not on PATH; set CXX to use another). Fix: {hint}.")
+    if not cpp_extension.is_ninja_available():
+        raise BuildError("roi_ops: the ROI operators are compiled on first use with ninja, "
+                         "which is not installed. Fix: pip install ninja")
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """One builder at a time across processes (a file lock; none on Windows)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: concurrent first builds just repeat the work
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(with_cuda: bool, target: Path) -> None:
+    """Compiles the library, loads it into this process (cpp_extension.load
+    does) and leaves a copy at ``target`` (written whole or not at all) for
+    later processes."""
+    preflight()
+    cpp_extension = _cpp_extension()
+    omp = openmp_flags()
+    if omp is None:
+        log.warning("roi_ops: %s does not accept OpenMP, so the CPU kernels will run on one "
+                    "thread (on macOS: brew install libomp)", _compiler())
+    omp_cflags, omp_ldflags = omp or ((), ())
+    name = _library_name(with_cuda)
+    build_dir = cache_dir() / f"build-{name}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    print(f"roi_ops: compiling the ROI operators for this machine, once "
+          f"(~{'2 min' if with_cuda else '30 s'}; kept in {cache_dir()})",
+          file=sys.stderr, flush=True)
+    try:
+        cpp_extension.load(
+            name=name,
+            sources=[str(s) for s in cpu_sources() + (cuda_sources() if with_cuda else [])],
+            extra_cflags=cxx_flags() + list(omp_cflags)
+            + (["-DROI_OPS_WITH_CUDA"] if with_cuda else []),
             extra_cuda_cflags=nvcc_flags(),
-            extra_ldflags=["-fopenmp"],
+            extra_ldflags=list(omp_ldflags),
             with_cuda=with_cuda,
+            build_directory=str(build_dir),
             is_python_module=False,
-            verbose=verbose,
+            verbose=os.environ.get("ROI_OPS_VERBOSE", "") == "1",
         )
-        _loaded, _with_cuda = True, with_cuda
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+        raise BuildError(
+            f"roi_ops: compiling the ROI operators failed with {_compiler()} in {build_dir} "
+            f"(run again with ROI_OPS_VERBOSE=1 for the compiler's output): {error}") from error
+    built = build_dir / f"{name}{_library_suffix()}"
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    shutil.copyfile(built, partial)
+    os.replace(partial, target)
+    print(f"roi_ops: done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def load() -> bool:
+    """Loads the kernels, compiling them first if this machine has no build of
+    these sources yet; returns whether the CUDA kernels are in. Raises
+    BuildError when they cannot be built here."""
+    global _loaded
+    with _LOCK:
+        if _loaded is not None:
+            return _loaded
+        with_cuda = _cuda_wanted()
+        target = cached_library(with_cuda)
+        built_here = False
+        if not target.is_file():
+            with _exclusive(cache_dir() / f"{target.stem}.lock"):
+                if not target.is_file():  # another process may have built it meanwhile
+                    _build(with_cuda, target)
+                    built_here = True
+        if not built_here:
+            log.debug("roi_ops: loading %s", target)
+            torch.ops.load_library(str(target))
+        _loaded = with_cuda
         return with_cuda
 
+
+def is_loaded() -> bool:
+    return _loaded is not None
+
+
+# --- compiling the CUDA sources without a GPU (tests) ------------------------------------
 
 def find_nvcc() -> Path | None:
     """An nvcc whose CUDA version is at least torch's: $ROI_OPS_NVCC, the one

@@ -1,18 +1,22 @@
-"""Loads the kernels and registers what torch.library adds to them: fake
-(meta) kernels, so the ops trace under torch.compile, and autograd formulas.
+"""The operators, loaded on first use: ``kernels()`` loads (compiling them
+the first time on this machine) the C++/CUDA kernels and registers what
+torch.library adds to them: fake (meta) kernels, so the ops trace under
+torch.compile and torch.export, and autograd formulas.
 
 Gradients flow to the feature map only, never to the box coordinates.
 """
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from . import _build
 
-_build.load()
-
-_ops = torch.ops.roi_ops
+_LOCK = threading.Lock()
+_ready = False
+_FAKES: list = []  # (op name, fake kernel), registered with the kernels
 
 # Box placement codes of _bilinear_backward (see csrc/roi_geometry.h).
 ALIGN_LEGACY, ALIGN_HALF_PIXEL, WARP = 0, 1, 2
@@ -24,38 +28,45 @@ def _deterministic(t: torch.Tensor) -> bool:
     return t.is_cuda and torch.are_deterministic_algorithms_enabled()
 
 
+def _fake(name):
+    def record(fn):
+        _FAKES.append((name, fn))
+        return fn
+    return record
+
+
 def _output_like(input, rois, pooled_height, pooled_width):
     torch._check(input.dim() == 4, lambda: "input must be 4-D")
     torch._check(rois.dim() == 2 and rois.shape[1] == 5, lambda: "rois must be [K, 5]")
     return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
 
 
-@torch.library.register_fake("roi_ops::roi_align")
+@_fake("roi_ops::roi_align")
 def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width,
                     sampling_ratio, aligned, max_mode):
     return _output_like(input, rois, pooled_height, pooled_width)
 
 
-@torch.library.register_fake("roi_ops::roi_warp")
+@_fake("roi_ops::roi_warp")
 def _roi_warp_fake(input, rois, spatial_scale, pooled_height, pooled_width,
                    sampling_ratio, max_mode):
     return _output_like(input, rois, pooled_height, pooled_width)
 
 
-@torch.library.register_fake("roi_ops::roi_pool")
+@_fake("roi_ops::roi_pool")
 def _roi_pool_fake(input, rois, spatial_scale, pooled_height, pooled_width):
     output = _output_like(input, rois, pooled_height, pooled_width)
     return output, torch.empty_like(output, dtype=torch.int32)
 
 
-@torch.library.register_fake("roi_ops::_bilinear_backward")
+@_fake("roi_ops::_bilinear_backward")
 def _bilinear_backward_fake(grad, rois, input, spatial_scale, batch_size, channels,
                             height, width, sampling_ratio, box_mode, max_mode,
                             deterministic):
     return grad.new_empty((batch_size, channels, height, width))
 
 
-@torch.library.register_fake("roi_ops::_roi_pool_backward")
+@_fake("roi_ops::_roi_pool_backward")
 def _roi_pool_backward_fake(grad, rois, argmax, spatial_scale, batch_size, channels,
                             height, width, deterministic):
     return grad.new_empty((batch_size, channels, height, width))
@@ -71,7 +82,7 @@ def _bilinear_grad(ctx, grad):
     rois, input = ctx.saved_tensors
     spatial_scale, sampling_ratio, box_mode, max_mode = ctx.args
     n, c, h, w = ctx.input_shape
-    grad_input = _ops._bilinear_backward(
+    grad_input = kernels()._bilinear_backward(
         grad, rois, input, spatial_scale, n, c, h, w, sampling_ratio, box_mode,
         max_mode, _deterministic(grad))
     return grad_input
@@ -113,19 +124,36 @@ def _roi_pool_backward(ctx, grad, _grad_argmax):
         return None, None, None, None, None
     rois, argmax = ctx.saved_tensors
     n, c, h, w = ctx.input_shape
-    grad_input = _ops._roi_pool_backward(
+    grad_input = kernels()._roi_pool_backward(
         grad, rois, argmax, ctx.spatial_scale, n, c, h, w, _deterministic(grad))
     return grad_input, None, None, None, None
 
 
-torch.library.register_autograd(
-    "roi_ops::roi_align", _roi_align_backward, setup_context=_roi_align_setup)
-torch.library.register_autograd(
-    "roi_ops::roi_warp", _roi_warp_backward, setup_context=_roi_warp_setup)
-torch.library.register_autograd(
-    "roi_ops::roi_pool", _roi_pool_backward, setup_context=_roi_pool_setup)
+def _register() -> None:
+    for name, fn in _FAKES:
+        torch.library.register_fake(name, fn)
+    torch.library.register_autograd(
+        "roi_ops::roi_align", _roi_align_backward, setup_context=_roi_align_setup)
+    torch.library.register_autograd(
+        "roi_ops::roi_warp", _roi_warp_backward, setup_context=_roi_warp_setup)
+    torch.library.register_autograd(
+        "roi_ops::roi_pool", _roi_pool_backward, setup_context=_roi_pool_setup)
+
+
+def kernels():
+    """torch.ops.roi_ops, with the kernels loaded and registered (once per process)."""
+    global _ready
+    if not _ready:
+        with _LOCK:
+            if not _ready:
+                _build.load()
+                _register()
+                _ready = True
+    return torch.ops.roi_ops
 
 
 def has_cuda_kernels() -> bool:
     """Whether the loaded library includes the CUDA kernels."""
-    return _build.load()
+    kernels()
+    return bool(_build.load())
+

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from . import _args
-from . import _library  # noqa: F401  (loads the kernels)
+from ._library import kernels
 
 
 def roi_pool(
@@ -27,7 +26,7 @@ def roi_pool(
     _args.check_input(op, input)
     rois = _args.as_rois(op, boxes, input)
     height, width = _args.output_pair(op, output_size)
-    output, _ = torch.ops.roi_ops.roi_pool(
+    output, _ = kernels().roi_pool(
         input, rois, _args.check_scale(op, spatial_scale), height, width)
     return output
 

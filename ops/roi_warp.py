@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from . import _args
-from . import _library  # noqa: F401  (loads the kernels)
+from ._library import kernels
 
 
 def roi_warp(
@@ -33,7 +32,7 @@ def roi_warp(
     _args.check_input(op, input)
     rois = _args.as_rois(op, boxes, input)
     height, width = _args.output_pair(op, output_size)
-    return torch.ops.roi_ops.roi_warp(
+    return kernels().roi_warp(
         input, rois, _args.check_scale(op, spatial_scale), height, width,
         _args.check_sampling_ratio(op, sampling_ratio), _args.is_max_mode(op, mode))
 

@@ -7,6 +7,7 @@ import torch
 import ops
 from roi_cases import boxes, feature_map
 
+ops.load()  # torch.ops.roi_ops is there once the kernels are loaded
 roi_ops = torch.ops.roi_ops
 
 

@@ -1,5 +1,7 @@
 #include "checks.h"
 
+#include "roi_geometry.h"
+
 #include <cmath>
 #include <limits>
 
@@ -9,6 +11,57 @@ at::ScalarType acc_type_for(at::ScalarType input_type) {
   return input_type == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+namespace {
+
+// The feature tensor (input of a forward, grad of a backward) and the rois
+// that go with it: [K, 5], in its accumulation type, on its device.
+void check_tensor_and_rois(
+    const char* op,
+    const char* name,
+    const at::Tensor& features,
+    const at::Tensor& rois) {
+  TORCH_CHECK_VALUE(
+      features.dim() == 4,
+      op, ": ", name, " must be a 4-D tensor [N, C, H, W], got shape ", features.sizes());
+  TORCH_CHECK_TYPE(
+      at::isFloatingType(features.scalar_type()),
+      op, ": ", name, " must be a floating point tensor, got ", features.scalar_type());
+  TORCH_CHECK_VALUE(
+      rois.dim() == 2 && rois.size(1) == 5,
+      op, ": rois must be a [K, 5] tensor of (batch_index, x1, y1, x2, y2), got shape ",
+      rois.sizes());
+  TORCH_CHECK_TYPE(
+      rois.scalar_type() == acc_type_for(features.scalar_type()),
+      op, ": rois must be ", acc_type_for(features.scalar_type()), " for ",
+      features.scalar_type(), " ", name, ", got ", rois.scalar_type());
+  TORCH_CHECK(
+      features.device() == rois.device(),
+      op, ": ", name, " and rois must be on the same device, got ", name, " on ",
+      features.device(), " and rois on ", rois.device());
+}
+
+void check_scale(const char* op, double spatial_scale) {
+  TORCH_CHECK_VALUE(
+      std::isfinite(spatial_scale) && spatial_scale > 0,
+      op, ": spatial_scale must be a positive finite number, got ", spatial_scale);
+}
+
+void check_map_size(const char* op, int64_t height, int64_t width) {
+  TORCH_CHECK_VALUE(
+      height * width < (int64_t(1) << 31),
+      op, ": input feature maps larger than 2^31 cells are not supported, got ",
+      height, "x", width);
+}
+
+} // namespace
+
+void check_sampling_ratio(const char* op, int64_t sampling_ratio) {
+  TORCH_CHECK_VALUE(
+      sampling_ratio <= kMaxAdaptiveGrid,
+      op, ": sampling_ratio must be at most ", kMaxAdaptiveGrid,
+      " (samples per bin and axis; <= 0 means adaptive), got ", sampling_ratio);
+}
+
 void check_forward_args(
     const char* op,
     const at::Tensor& input,
@@ -16,34 +69,12 @@ void check_forward_args(
     double spatial_scale,
     int64_t pooled_h,
     int64_t pooled_w) {
-  TORCH_CHECK_VALUE(
-      input.dim() == 4,
-      op, ": input must be a 4-D tensor [N, C, H, W], got shape ", input.sizes());
-  TORCH_CHECK_TYPE(
-      at::isFloatingType(input.scalar_type()),
-      op, ": input must be a floating point tensor, got ", input.scalar_type());
-  TORCH_CHECK_VALUE(
-      rois.dim() == 2 && rois.size(1) == 5,
-      op, ": rois must be a [K, 5] tensor of (batch_index, x1, y1, x2, y2), got shape ",
-      rois.sizes());
-  TORCH_CHECK_TYPE(
-      rois.scalar_type() == acc_type_for(input.scalar_type()),
-      op, ": rois must be ", acc_type_for(input.scalar_type()), " for ",
-      input.scalar_type(), " input, got ", rois.scalar_type());
-  TORCH_CHECK(
-      input.device() == rois.device(),
-      op, ": input and rois must be on the same device, got input on ",
-      input.device(), " and rois on ", rois.device());
+  check_tensor_and_rois(op, "input", input, rois);
   TORCH_CHECK_VALUE(
       pooled_h >= 1 && pooled_w >= 1,
       op, ": output size must be at least 1x1, got ", pooled_h, "x", pooled_w);
-  TORCH_CHECK_VALUE(
-      std::isfinite(spatial_scale) && spatial_scale > 0,
-      op, ": spatial_scale must be a positive finite number, got ", spatial_scale);
-  TORCH_CHECK_VALUE(
-      input.size(2) * input.size(3) < (int64_t(1) << 31),
-      op, ": input feature maps larger than 2^31 cells are not supported, got ",
-      input.size(2), "x", input.size(3));
+  check_scale(op, spatial_scale);
+  check_map_size(op, input.size(2), input.size(3));
 }
 
 namespace {
@@ -121,29 +152,108 @@ void check_box_values(
   });
 }
 
+namespace {
+
+// The shape of the gradient a backward writes, and grad's agreement with it.
+void check_backward_shape(
+    const char* op,
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t batch_size,
+    int64_t channels,
+    int64_t height,
+    int64_t width) {
+  check_tensor_and_rois(op, "grad", grad, rois);
+  check_scale(op, spatial_scale);
+  TORCH_CHECK_VALUE(
+      batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0,
+      op, ": the input size must not be negative, got batch_size=", batch_size,
+      ", channels=", channels, ", height=", height, ", width=", width);
+  check_map_size(op, height, width);
+  TORCH_CHECK_VALUE(
+      grad.size(0) == rois.size(0) && grad.size(1) == channels,
+      op, ": grad must be [K, C, PH, PW] for K = ", rois.size(0), " rois and C = ",
+      channels, " channels, got shape ", grad.sizes());
+  TORCH_CHECK_VALUE(
+      grad.size(2) >= 1 && grad.size(3) >= 1,
+      op, ": grad's output size must be at least 1x1, got ", grad.size(2), "x", grad.size(3));
+}
+
+} // namespace
+
 void check_bilinear_backward_args(
     const at::Tensor& grad,
     const at::Tensor& rois,
     const std::optional<at::Tensor>& input,
+    double spatial_scale,
+    int64_t batch_size,
     int64_t channels,
+    int64_t height,
+    int64_t width,
+    int64_t sampling_ratio,
+    int64_t box_mode,
     bool max_mode) {
+  const char* op = "roi_ops::_bilinear_backward";
+  check_backward_shape(op, grad, rois, spatial_scale, batch_size, channels, height, width);
   TORCH_CHECK_VALUE(
-      grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels,
-      "roi_ops::_bilinear_backward: grad must be [K, C, PH, PW] matching rois and channels");
-  TORCH_CHECK_VALUE(
-      !max_mode || (input.has_value() && input->dim() == 4),
-      "roi_ops::_bilinear_backward: max mode needs the forward input");
+      box_mode == kAlignLegacy || box_mode == kAlignHalfPixel || box_mode == kWarp,
+      op, ": box_mode must be ", kAlignLegacy, " (roi_align), ", kAlignHalfPixel,
+      " (roi_align, aligned) or ", kWarp, " (roi_warp), got ", box_mode);
+  check_sampling_ratio(op, sampling_ratio);
+  if (max_mode) {
+    TORCH_CHECK_VALUE(
+        input.has_value() && input->defined(),
+        op, ": max mode needs the forward input (to find each bin's winning sample)");
+    TORCH_CHECK_VALUE(
+        input->sizes() == at::IntArrayRef({batch_size, channels, height, width}),
+        op, ": input must be the forward input, shaped [batch_size, channels, height, width]"
+        " = [", batch_size, ", ", channels, ", ", height, ", ", width, "], got ",
+        input->sizes());
+    TORCH_CHECK_TYPE(
+        input->scalar_type() == grad.scalar_type(),
+        op, ": input must have grad's dtype ", grad.scalar_type(), ", got ",
+        input->scalar_type());
+    TORCH_CHECK(
+        input->device() == grad.device(),
+        op, ": input and grad must be on the same device, got input on ", input->device(),
+        " and grad on ", grad.device());
+  }
+  check_box_values(
+      op, rois, batch_size, spatial_scale, grad.size(2), grad.size(3), sampling_ratio);
 }
 
 void check_pool_backward_args(
     const at::Tensor& grad,
     const at::Tensor& rois,
     const at::Tensor& argmax,
-    int64_t channels) {
+    double spatial_scale,
+    int64_t batch_size,
+    int64_t channels,
+    int64_t height,
+    int64_t width) {
+  const char* op = "roi_ops::_roi_pool_backward";
+  check_backward_shape(op, grad, rois, spatial_scale, batch_size, channels, height, width);
   TORCH_CHECK_VALUE(
-      grad.dim() == 4 && grad.sizes() == argmax.sizes() &&
-          grad.size(0) == rois.size(0) && grad.size(1) == channels,
-      "roi_ops::_roi_pool_backward: grad and argmax must be [K, C, PH, PW] matching rois");
+      argmax.sizes() == grad.sizes(),
+      op, ": argmax must be shaped like grad ", grad.sizes(), ", got ", argmax.sizes());
+  TORCH_CHECK_TYPE(
+      argmax.scalar_type() == at::kInt,
+      op, ": argmax must be int32 (as roi_pool returns it), got ", argmax.scalar_type());
+  TORCH_CHECK(
+      argmax.device() == grad.device(),
+      op, ": argmax and grad must be on the same device, got argmax on ", argmax.device(),
+      " and grad on ", grad.device());
+  check_box_values(op, rois, batch_size, spatial_scale, grad.size(2), grad.size(3), 1);
+  if (argmax.numel() > 0) {
+    const auto [low, high] = at::aminmax(argmax);
+    const int64_t lowest = low.item<int64_t>();
+    const int64_t highest = high.item<int64_t>();
+    TORCH_CHECK_VALUE(
+        lowest >= -1 && highest < height * width,
+        op, ": argmax holds cell indices from ", lowest, " to ", highest,
+        "; each must be -1 (an empty bin) or a cell of the ", height, "x", width, " map");
+  }
 }
 
 } // namespace roi_ops

@@ -27,6 +27,9 @@ void check_forward_args(
 // minutes to pool.
 constexpr int64_t kMaxAdaptiveGrid = 1024;
 
+// A fixed sampling_ratio is at most kMaxAdaptiveGrid too.
+void check_sampling_ratio(const char* op, int64_t sampling_ratio);
+
 // Every box row: finite coordinates and an integral batch index in
 // [0, batch_size); with adaptive sampling (sampling_ratio <= 0), a sample
 // grid no larger than kMaxAdaptiveGrid. Costs one synchronisation on CUDA.
@@ -39,18 +42,34 @@ void check_box_values(
     int64_t pooled_w,
     int64_t sampling_ratio);
 
-// Shapes of a backward call (grad [K, C, PH, PW] against rois and channels;
-// the forward input in max mode; roi_pool's argmax shaped like grad).
+// Everything a backward call indexes with, checked against what it writes:
+// grad [K, C, PH, PW] against rois [K, 5] and channels; the gradient's size
+// (batch_size, channels, height, width) non-negative and below 2^31 cells per
+// map; every box's batch index inside batch_size (check_box_values); the box
+// placement code; in max mode the forward input, shaped [batch_size, channels,
+// height, width]; roi_pool's argmax shaped like grad with every entry -1 (an
+// empty bin) or a cell of the height x width map. Costs one synchronisation
+// on CUDA (two for roi_pool).
 void check_bilinear_backward_args(
     const at::Tensor& grad,
     const at::Tensor& rois,
     const std::optional<at::Tensor>& input,
+    double spatial_scale,
+    int64_t batch_size,
     int64_t channels,
+    int64_t height,
+    int64_t width,
+    int64_t sampling_ratio,
+    int64_t box_mode,
     bool max_mode);
 void check_pool_backward_args(
     const at::Tensor& grad,
     const at::Tensor& rois,
     const at::Tensor& argmax,
-    int64_t channels);
+    double spatial_scale,
+    int64_t batch_size,
+    int64_t channels,
+    int64_t height,
+    int64_t width);
 
 } // namespace roi_ops

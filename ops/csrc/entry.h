@@ -87,6 +87,7 @@ at::Tensor bilinear_forward(
     int64_t box_mode,
     bool max_mode) {
   check_forward_args(op, input, rois, spatial_scale, pooled_h, pooled_w);
+  check_sampling_ratio(op, sampling_ratio);
   check_box_values(
       op, rois, input.size(0), spatial_scale, pooled_h, pooled_w, sampling_ratio);
   c10::DeviceGuard guard(input.device());
@@ -153,7 +154,9 @@ at::Tensor bilinear_backward(
     int64_t box_mode,
     bool max_mode,
     bool deterministic) {
-  check_bilinear_backward_args(grad, rois, input, channels, max_mode);
+  check_bilinear_backward_args(
+      grad, rois, input, spatial_scale, batch_size, channels, height, width, sampling_ratio,
+      box_mode, max_mode);
   c10::DeviceGuard guard(grad.device());
   const RoiShape shape = shape_of(
       rois, batch_size, channels, height, width, grad.size(2), grad.size(3));
@@ -219,7 +222,8 @@ at::Tensor roi_pool_backward(
     int64_t height,
     int64_t width,
     bool deterministic) {
-  check_pool_backward_args(grad, rois, argmax, channels);
+  check_pool_backward_args(
+      grad, rois, argmax, spatial_scale, batch_size, channels, height, width);
   c10::DeviceGuard guard(grad.device());
   const RoiShape shape = shape_of(
       rois, batch_size, channels, height, width, grad.size(2), grad.size(3));
