@@ -14,8 +14,15 @@ from .anchors import AnchorGenerator
 from .backbones import ResNetC4, ResNetC5, ResNetFPN, ResNetRes5Head, VGG16BoxHead, VGG16Conv5
 from .poolers import Pooler, RoIOp
 from .rcnn import GeneralizedRCNN
-from .roi_heads import BoxBranch, BoxPredictor, MaskBranch, MaskHead, MaskPredictor, ROIHeads
-from .roi_heads import TwoMLPHead
+from .roi_heads import (
+    BoxBranch,
+    BoxPredictor,
+    MaskBranch,
+    MaskHead,
+    MaskPredictor,
+    ROIHeads,
+    TwoMLPHead,
+)
 from .rpn import RegionProposalNetwork, RPNHead
 from .transform import ImageTransform
 

@@ -1,8 +1,5 @@
 """A ready model from one of this project's checkpoints: ``detector.load(path)``.
-
-Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain
-containers only, so a file that would run code when unpickled is refused.
-"""
+Needs neither Lightning nor Hydra (detector.spec builds the model)."""
 
 from __future__ import annotations
 
@@ -11,22 +8,14 @@ from collections.abc import Mapping
 
 import torch
 
-from .backbones.frozen import load_fitting, load_plain
 from .rcnn import GeneralizedRCNN
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """The checkpoint's contents (on the CPU), refusing anything but tensors and
-    plain containers."""
-    checkpoint = load_plain(path, "checkpoint")
-    if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a checkpoint of this project (no 'state_dict'); "
-                         "torchvision weights load with detector.from_torchvision")
-    return dict(checkpoint)
+from .spec import build_model
+from .weights import load_fitting, read_checkpoint
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
-         transform: Mapping | None = None, inference: Mapping | None = None) -> GeneralizedRCNN:
+         transform: Mapping | None = None, inference: Mapping | None = None,
+         trust: bool = False) -> GeneralizedRCNN:
     """The detector saved in ``path`` (a checkpoint written while training with
     train.py or ``python -m detector``), in eval mode on ``device``: its
     architecture comes from the model specification kept in the checkpoint, with
@@ -35,9 +24,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
     size. ``transform`` overrides preprocessing settings (e.g. ``{"min_size":
     1024}``) and ``inference`` overrides inference settings (e.g.
     ``{"score_thresh": 0.3}``; see GeneralizedRCNN.configure_inference); None
-    values there keep the checkpoint's."""
-    from .training.module import build_model  # Lightning and Hydra only when needed
-
+    values there keep the checkpoint's. ``trust=True`` lets a specification
+    whose builder is outside this project's packages be built (see
+    detector.spec)."""
     checkpoint = read_checkpoint(path)
     spec = checkpoint.get("hyper_parameters", {}).get("model")
     if not isinstance(spec, Mapping) or spec.get("num_classes") is None:
@@ -52,7 +41,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
             if key == "transform":
                 current.setdefault("_target_", "detector.transform.ImageTransform")
             spec[key] = {**current, **overrides}
-    model = build_model(spec)
+    model = build_model(spec, trust=trust)
     prefix = "model."
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items()
              if k.startswith(prefix)}

@@ -26,11 +26,11 @@ from torchvision.io import ImageReadMode, decode_image, write_png
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from tqdm import tqdm
 
-from .backbones.frozen import read_state_dict
 from .evaluation import to_coco_results
 from .loading import load
 from .rcnn import GeneralizedRCNN
 from .torchvision_compat import from_torchvision
+from .weights import read_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """Backbones (image -> named feature maps) and the ROI box heads cut from the same networks."""
 
+from ..weights import load_local_weights
 from .fpn import ResNetFPN
-from .frozen import freeze_batchnorm, freeze_stages, load_local_weights
+from .frozen import freeze_batchnorm, freeze_stages
 from .resnet import ResNetC4, ResNetC5, ResNetRes5Head
 from .vgg import VGG16BoxHead, VGG16Conv5
 

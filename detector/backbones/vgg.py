@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from .frozen import freeze_stages, load_local_weights
+from ..weights import load_local_weights
+from .frozen import freeze_stages
 
 # Index in torchvision's vgg16().features where each conv block starts, and
 # where conv5_3's ReLU ends (the last max pool is dropped: stride 16, not 32).

@@ -8,9 +8,8 @@ import logging
 import math
 import random
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
-import hydra
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
@@ -18,6 +17,7 @@ from torch import nn
 
 from ..evaluation import evaluate, to_coco_results
 from ..rcnn import GeneralizedRCNN
+from ..spec import build_model
 
 log = logging.getLogger(__name__)
 
@@ -88,22 +88,6 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def build_model(spec: Mapping) -> GeneralizedRCNN:
-    """A detector from its specification: a Hydra-style dict whose ``_target_``
-    is a builder (e.g. ``detector.builders.fpn_rcnn``) and whose other keys are
-    the builder's arguments (ROI operators as ``{"_target_": "ops.roi_align",
-    "_partial_": True, ...}``). Checkpoints keep this dict, so a model can be
-    rebuilt from its checkpoint alone."""
-    if "_target_" not in spec:
-        raise ValueError(f"a model specification needs '_target_' (a builder), got keys "
-                         f"{sorted(spec)}")
-    model = hydra.utils.instantiate(dict(spec), _convert_="all")
-    if not isinstance(model, GeneralizedRCNN):
-        raise TypeError(f"model _target_ {spec['_target_']} built a {type(model).__name__}, "
-                        "not a GeneralizedRCNN")
-    return model
-
-
 OPTIMIZERS = ("sgd", "adamw")
 ADAMW_LR_LIMIT = 1e-2
 
@@ -112,7 +96,7 @@ class DetectionModule(pl.LightningModule):
     """Trains and evaluates a GeneralizedRCNN.
 
     Args:
-        model: the detector, or its specification (see build_model). A
+        model: the detector, or its specification (see detector.spec). A
             specification whose ``num_classes`` / ``class_names`` are None gets
             them from the datamodule when training starts (configure_model);
             it is saved in the checkpoints' hyperparameters.
@@ -182,7 +166,7 @@ class DetectionModule(pl.LightningModule):
             raise ValueError("the model's num_classes is not set and there is no datamodule "
                              "with class_names to take it from")
         self.hparams.model = spec
-        self.model = build_model(spec)
+        self.model = build_model(spec, trust=True)  # a config the user wrote
 
     def forward(self, images):
         return self.model(images)

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ..evaluation import format_table
-from ..loading import read_checkpoint
+from ..weights import read_checkpoint
 from .interrupt import TrainingInterrupted
 from .module import DetectionModule
 
