@@ -1,8 +1,7 @@
-"""Run a detector on your images: ``python -m detector.predict`` (Hydra).
+"""Run a detector on your images (the command: ``rcnn-predict``, detector/cli/predict.py).
 
-    python -m detector.predict ckpt=outputs/RUN/checkpoints/best-epoch011.ckpt \\
-        input=photos/ output=out/
-    python -m detector.predict torchvision=maskrcnn_resnet50_fpn weights=maskrcnn.pth \\
+    rcnn-predict ckpt_path=outputs/RUN/checkpoints/best-epoch011.ckpt input=photos/ output=out/
+    rcnn-predict torchvision=maskrcnn_resnet50_fpn weights=maskrcnn.pth \\
         input="photos/*.jpg" output=out/
 
 For each image it writes ``<name>.png`` with the boxes, class names, scores and masks drawn,
@@ -16,12 +15,11 @@ import glob
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torchvision.io import ImageReadMode, decode_image, write_png
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from tqdm import tqdm
@@ -53,15 +51,15 @@ def find_images(input: str | os.PathLike) -> list[Path]:
     return found
 
 
-def load_model(ckpt: str | None = None, torchvision: str | None = None,
+def load_model(ckpt_path: str | None = None, torchvision: str | None = None,
                weights: str | None = None, min_size: int | Sequence[int] | None = None,
                max_size: int | None = None, inference: dict | None = None) -> GeneralizedRCNN:
-    """A project checkpoint (``ckpt``), or torchvision weights (``torchvision``
+    """A project checkpoint (``ckpt_path``), or torchvision weights (``torchvision``
     = the architecture name, ``weights`` = the local file), in eval mode, with
     the preprocessing and inference settings it was made with, except those
     given here (``min_size`` / ``max_size``: the resize; ``inference``: see
     GeneralizedRCNN.configure_inference)."""
-    model = _load_model(ckpt, torchvision, weights)
+    model = _load_model(ckpt_path, torchvision, weights)
     if min_size is not None or max_size is not None:
         transform = model.transform
         model.transform = transform.with_sizes(
@@ -70,13 +68,13 @@ def load_model(ckpt: str | None = None, torchvision: str | None = None,
     return model.configure_inference(**(inference or {}))  # None keeps a setting
 
 
-def _load_model(ckpt: str | None, torchvision: str | None,
+def _load_model(ckpt_path: str | None, torchvision: str | None,
                 weights: str | None) -> GeneralizedRCNN:
-    if (ckpt is None) == (torchvision is None):
-        raise ValueError("give either ckpt=PATH (a checkpoint of this project) or "
+    if (ckpt_path is None) == (torchvision is None):
+        raise ValueError("give either ckpt_path=PATH (a checkpoint of this project) or "
                          "torchvision=NAME weights=PATH (torchvision weights)")
-    if ckpt is not None:
-        return load(ckpt)
+    if ckpt_path is not None:
+        return load(ckpt_path)
     if weights is None:
         raise ValueError(f"torchvision={torchvision} needs weights=PATH, a local weights file "
                          "(nothing is downloaded)")
@@ -135,7 +133,9 @@ def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.Path
     names = getattr(model, "class_names", None)
     ids = getattr(model, "category_ids", None)
     results = []
-    with tqdm(total=len(paths), desc="predict", unit="image") as progress:
+    # a live bar on a terminal only: in a file it would be a carriage-return stream
+    with tqdm(total=len(paths), desc="predict", unit="image",
+              disable=not sys.stderr.isatty()) as progress:
         for batch in _batches(paths, batch_size):
             images = [image.to(device, torch.float32) / 255 for _, _, image in batch]
             with torch.no_grad():
@@ -157,18 +157,3 @@ def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.Path
     partial.write_text(json.dumps(results))
     os.replace(partial, output / "predictions.json")
     return results
-
-
-@hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
-def main(cfg: DictConfig) -> None:
-    inference = OmegaConf.to_container(cfg.get("inference") or {}, resolve=True)
-    model = load_model(cfg.get("ckpt"), cfg.get("torchvision"), cfg.get("weights"),
-                       cfg.get("min_size"), cfg.get("max_size"), inference)
-    paths = find_images(cfg.input)
-    results = predict(model, paths, cfg.output, cfg.batch_size, cfg.device, cfg.score_threshold)
-    print(f"{len(results)} detections in {len(paths)} images; pictures and predictions.json "
-          f"in {cfg.output}")
-
-
-if __name__ == "__main__":
-    main()

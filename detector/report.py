@@ -1,4 +1,4 @@
-"""python -m detector.report DIR...: tabulate a study's runs.
+"""Tabulate a study's runs (the command: ``rcnn-report DIR...``).
 
 Reads every ``results.json`` under the given folders (the runs of
 ``python train.py -m experiment=STUDY``), groups the runs by what their
@@ -14,13 +14,12 @@ command-line overrides set apart from the seed, and writes
 Both go into ``--output`` (default: the first folder) as ``report.md`` and
 ``report.png``; the table is also printed. With ``--output`` elsewhere, the
 runs' ``results.json`` are copied under ``OUTPUT/runs/`` as well, so the table
-can be made again from the output folder alone (``python -m detector.report
+can be made again from the output folder alone (``rcnn-report
 OUTPUT/runs``) after the training folders are gone.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -340,33 +339,3 @@ def update_document(document: str | Path, name: str, text: str, image: str) -> N
     partial = document.with_name(document.name + ".partial")
     partial.write_text(f"{head}{begin}\n{text}\n\n![{name}]({image})\n{end}{tail}")
     partial.replace(document)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m detector.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", metavar="DIR",
-                        help="folders holding the runs' results.json (searched recursively)")
-    parser.add_argument("-o", "--output", help="where report.md and report.png go "
-                        "(default: the first DIR); the runs' results.json are copied "
-                        "to OUTPUT/runs/, from which the report can be made again")
-    parser.add_argument("--baseline", default="roi_op=pool",
-                        help="KEY=VALUE of the runs each variant is compared with "
-                        "(default: roi_op=pool; '' for none)")
-    parser.add_argument("--title", help="the chart's and report's title (default: the "
-                        "runs' experiment, else the first DIR's name)")
-    parser.add_argument("--update", metavar="DOC", help="also put the table (and chart) into "
-                        "the Markdown file DOC, between '<!-- report: TITLE -->' and "
-                        "'<!-- end report -->'")
-    args = parser.parse_args(argv)
-    try:
-        text = report(args.folders, args.output, args.baseline or None, args.title,
-                      args.update)
-    except (FileNotFoundError, ValueError) as error:
-        parser.exit(2, f"error: {error}\n")
-    print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
-"""``python -m detector fit|test|predict --config FILE`` (LightningCLI) runs the
-same LightningModule and DataModule as train.py, and its sample config stays
-the same run as train.py's default."""
+"""``rcnn-lightning fit|test|predict [--config FILE]`` (LightningCLI) runs the
+same LightningModule and DataModule as rcnn-train, and its packaged sample
+config (the default) stays the same run as rcnn-train's default."""
 
 import json
 from pathlib import Path
@@ -9,7 +9,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from detector.__main__ import main
+from detector.cli.lightning import SAMPLE as PACKAGED
+from detector.cli.lightning import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "cli" / "mask_rcnn_synthetic.yaml"
@@ -32,7 +33,7 @@ def test_sample_config_is_train_py_default():
 
 def test_fit_test_predict(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the sample config writes under ./outputs/cli and ./data
-    tiny = ["--config", str(SAMPLE), "--trainer.max_epochs=1",
+    overrides = ["--trainer.max_epochs=1",
             "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false",
             "--data.init_args.num_train=4", "--data.init_args.num_val=2",
             "--data.init_args.image_size=[96,128]", "--data.init_args.num_test=2",
@@ -40,7 +41,9 @@ def test_fit_test_predict(tmp_path, monkeypatch):
             '"min_size": 96, "max_size": 128}',
             "--data.init_args.batch_size=2",
             "--model.warmup_steps=1"]
-    fit = main(["fit", *tiny])
+    tiny = ["--config", str(SAMPLE), *overrides]
+    assert Path(str(PACKAGED)).read_text() == SAMPLE.read_text()
+    fit = main(["fit", *overrides])  # no --config: the packaged sample is the default
     assert fit.trainer.global_step == 2
     last = tmp_path / "outputs" / "cli" / "checkpoints" / "last.ckpt"
     assert last.is_file()

@@ -1,4 +1,4 @@
-"""python -m ops.explain: its geometry against numbers worked out by hand from
+"""rcnn-explain: its geometry against numbers worked out by hand from
 ops/csrc/roi_geometry.h, against the kernels themselves, and its command line.
 
 The running example is the seed text's: an 800 x 800 image, a 665 x 665 box
@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import ops
-from ops.explain import Case, bilinear_axis, main, operators, pool_axis
+from detector.cli.explain import main
+from ops.explain import Case, bilinear_axis, operators, pool_axis
 
 SCALE = 1 / 32  # a power of two: x / 32 is exact in float32
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

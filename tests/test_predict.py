@@ -1,6 +1,6 @@
 """The predict path: inputs (file, folder, glob), pictures and one COCO results
 file, an unreadable image reported by name while the others are processed,
-and the command itself (python -m detector.predict)."""
+and the command itself (rcnn-predict)."""
 
 import json
 import logging
@@ -41,10 +41,10 @@ def test_find_images(photos):
 
 
 def test_load_model_needs_one_source(tmp_path):
-    with pytest.raises(ValueError, match="either ckpt=PATH .* or torchvision=NAME"):
+    with pytest.raises(ValueError, match="either ckpt_path=PATH .* or torchvision=NAME"):
         load_model()
     with pytest.raises(ValueError, match="either"):
-        load_model(ckpt="a.ckpt", torchvision="maskrcnn_resnet50_fpn")
+        load_model(ckpt_path="a.ckpt", torchvision="maskrcnn_resnet50_fpn")
     with pytest.raises(ValueError, match="needs weights=PATH"):
         load_model(torchvision="maskrcnn_resnet50_fpn")
 
@@ -84,7 +84,7 @@ def test_predict_writes_pictures_and_results(trained, photos, tmp_path, caplog):
 def test_the_command(trained, photos, tmp_path):
     path, _, _ = trained
     out = tmp_path / "cmd"
-    done = subprocess.run([sys.executable, "-m", "detector.predict", f"ckpt={path}",
+    done = subprocess.run([str(Path(sys.executable).parent / "rcnn-predict"), f"ckpt_path={path}",
                            f"input={photos / 'shape0.png'}", f"output={out}",
                            f"hydra.run.dir={tmp_path / 'hydra'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -1,5 +1,5 @@
 """The predict command finds the shapes: a small Mask R-CNN trained here on
-synthetic images, then ``python -m detector.predict`` on held-out synthetic
+synthetic images, then ``rcnn-predict`` on held-out synthetic
 images (drawn with another seed), and the recall of its predictions.json
 against the held-out annotations.
 
@@ -57,7 +57,7 @@ def recall(predictions: list[dict], annotations: dict, same_class: bool, top: in
 
 def run_predict(ckpt: Path, images: Path, out: Path) -> list[dict]:
     done = subprocess.run(
-        [sys.executable, "-m", "detector.predict", f"ckpt={ckpt}", f"input={images}",
+        [str(Path(sys.executable).parent / "rcnn-predict"), f"ckpt_path={ckpt}", f"input={images}",
          f"output={out}", "batch_size=4", "device=cpu", f"hydra.run.dir={out / 'hydra'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

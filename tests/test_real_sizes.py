@@ -6,7 +6,7 @@ minutes on 2 cores).
   resizing to its training size and to 1.5x it, the APs are of the same order
   (before the model owned its geometry, any resize other than 1 scored 0).
 - The same image at twice its size gives the same detections, boxes x2.
-- ``python -m detector.predict`` on scikit-image's real photos (RGB, grayscale,
+- ``rcnn-predict`` on scikit-image's real photos (RGB, grayscale,
   RGBA, JPEG; portrait and landscape, larger than the training size) writes
   pictures and predictions in each photo's own pixel frame."""
 
@@ -110,7 +110,7 @@ def test_predict_on_real_photos_in_their_own_frame(learned, tmp_path):
     sizes = _photos(tmp_path / "photos")
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "detector.predict", f"ckpt={learned}",
+        [str(Path(sys.executable).parent / "rcnn-predict"), f"ckpt_path={learned}",
          f"input={tmp_path / 'photos'}", f"output={out}", "device=cpu",
          "score_threshold=0.0", f"hydra.run.dir={tmp_path / 'hydra'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -1,4 +1,4 @@
-"""python -m detector.report: grouping by overrides, mean ± std over seeds,
+"""rcnn-report: grouping by overrides, mean ± std over seeds,
 paired differences to ROI Pooling, the chart; all against hand-computed
 numbers from results.json files written here."""
 
@@ -12,6 +12,7 @@ import pytest
 from detector.report import find_runs, group, markdown, report
 
 ROOT = Path(__file__).resolve().parents[1]
+REPORT = str(Path(sys.executable).parent / "rcnn-report")  # the installed command
 
 
 def write_run(folder: Path, roi_op: str, seed: int, mask_ap: float, box_ap: float,
@@ -103,14 +104,14 @@ def test_errors_name_the_folder_or_file(tmp_path):
 
 
 def test_command_line(study):
-    done = subprocess.run([sys.executable, "-m", "detector.report", str(study)], cwd=ROOT,
+    done = subprocess.run([REPORT, str(study)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "| RoIAlign (avg) | +20.0 ± 10.0 |" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "detector.report", str(study / "nope")],
+    bad = subprocess.run([REPORT, str(study / "nope")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "nope: no such folder" in bad.stderr
-    bad = subprocess.run([sys.executable, "-m", "detector.report", str(study), "--baseline",
+    bad = subprocess.run([REPORT, str(study), "--baseline",
                           "pool"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--baseline 'pool': expected KEY=VALUE" in bad.stderr
 
@@ -119,7 +120,7 @@ def test_update_puts_the_table_between_the_markers(study, tmp_path):
     doc = tmp_path / "docs" / "ablation.md"
     doc.parent.mkdir()
     doc.write_text("intro\n<!-- report: roi_ops_c5 -->\nold table\n<!-- end report -->\noutro\n")
-    from detector.report import main
+    from detector.cli.report import main
     assert main([str(study), "-o", str(tmp_path / "docs" / "c5"), "--update", str(doc)]) == 0
     text = doc.read_text()
     assert text.startswith("intro\n<!-- report: roi_ops_c5 -->\n| variant |")

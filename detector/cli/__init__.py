@@ -1,0 +1,41 @@
+"""The command-line apps, installed as console commands (see pyproject.toml):
+
+    rcnn-train      train and test a detector (Hydra key=value; python train.py is the same)
+    rcnn-evaluate   test a checkpoint (rcnn-train with train=false)
+    rcnn-predict    run a detector on your images: pictures and predictions.json
+    rcnn-report     the table and chart of a study's runs
+    rcnn-explain    how the ROI operators place one box on the feature grid
+    rcnn-lightning  Lightning's own command line (fit/validate/test/predict --config)
+
+The Hydra apps read their configs from the package (pkg://detector.configs, the
+repository's configs/ folder); --config-dir DIR adds a folder of your own whose
+groups extend or override them. Everything they write goes under the current
+directory (paths.root_dir, ./outputs and ./data by default).
+"""
+
+CONFIGS = "pkg://detector.configs"
+
+
+def check_config_dir(argv: list[str]) -> None:
+    """Refuses a --config-dir folder holding a config with the same name as a
+    packaged one: Hydra searches the packaged configs first, so such a file
+    would be silently ignored. (New options, e.g. data/mine.yaml, extend the
+    groups; one can start from a packaged option through its defaults list.)"""
+    from importlib.resources import files
+    from pathlib import Path
+
+    folders = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config-dir", "-cd")]
+    folders += [a.split("=", 1)[1] for a in argv if a.startswith("--config-dir=")]
+    packaged = files("detector.configs")
+    for folder in folders:
+        root = Path(folder)
+        for path in sorted(root.rglob("*.yaml")) if root.is_dir() else []:
+            relative = path.relative_to(root).as_posix()
+            if packaged.joinpath(relative).is_file():
+                option = relative.removesuffix(".yaml")
+                raise SystemExit(
+                    f"error: --config-dir {folder}: {relative} has the name of a packaged config "
+                    f"({option}), which Hydra would use instead of yours; give yours a new name "
+                    f"(e.g. {option.rpartition('/')[0] or '.'}/my_{option.rpartition('/')[2]}.yaml)"
+                    f" and select it on the command line; it can start from ours with "
+                    f"'defaults: [{option.rpartition('/')[2]}]'")

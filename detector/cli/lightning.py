@@ -1,0 +1,30 @@
+"""rcnn-lightning: Lightning's own command line for the same LightningModule and
+DataModule as rcnn-train; with no --config it runs the packaged sample
+(configs/cli/mask_rcnn_synthetic.yaml, the same run as rcnn-train's default).
+
+    rcnn-lightning fit
+    rcnn-lightning fit --config my.yaml --trainer.max_epochs=24
+    rcnn-lightning test --ckpt_path PATH
+    rcnn-lightning predict --ckpt_path PATH
+    rcnn-lightning fit --help                  every option
+"""
+
+from importlib.resources import files
+
+from pytorch_lightning.cli import LightningCLI
+
+from ..training import CocoDataModule, DetectionModule
+
+SAMPLE = files("detector.configs") / "cli" / "mask_rcnn_synthetic.yaml"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def main(args=None) -> LightningCLI:
+    defaults = {"default_config_files": [str(SAMPLE)]}
+    return LightningCLI(DetectionModule, CocoDataModule, subclass_mode_data=True, args=args,
+                        parser_kwargs={name: defaults for name in SUBCOMMANDS},
+                        save_config_kwargs={"overwrite": True})
+
+
+if __name__ == "__main__":
+    main()

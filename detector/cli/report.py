@@ -1,0 +1,41 @@
+"""rcnn-report: the table and chart of a study's runs (see detector.report).
+Reads results.json files only: compiles nothing, trains nothing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import report as report_module
+from ..report import report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rcnn-report", description=report_module.__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", metavar="DIR",
+                        help="folders holding the runs' results.json (searched recursively)")
+    parser.add_argument("-o", "--output", help="where report.md and report.png go "
+                        "(default: the first DIR); the runs' results.json are copied "
+                        "to OUTPUT/runs/, from which the report can be made again")
+    parser.add_argument("--baseline", default="roi_op=pool",
+                        help="KEY=VALUE of the runs each variant is compared with "
+                        "(default: roi_op=pool; '' for none)")
+    parser.add_argument("--title", help="the chart's and report's title (default: the "
+                        "runs' experiment, else the first DIR's name)")
+    parser.add_argument("--update", metavar="DOC", help="also put the table (and chart) into "
+                        "the Markdown file DOC, between '<!-- report: TITLE -->' and "
+                        "'<!-- end report -->'")
+    args = parser.parse_args(argv)
+    try:
+        text = report(args.folders, args.output, args.baseline or None, args.title,
+                      args.update)
+    except (FileNotFoundError, ValueError) as error:
+        parser.exit(2, f"error: {error}\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""rcnn-train: train and test a detector (``python train.py`` is the same command).
+
+    rcnn-train                                  Mask R-CNN + ROI Align on the synthetic shapes
+    rcnn-train roi_op=pool                      the same with ROI Pooling
+    rcnn-train -m roi_op=pool,align             a sweep
+    rcnn-train data=coco data.train.images=...  your own COCO-format data
+    rcnn-train --help                           every group and setting
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from . import CONFIGS, check_config_dir
+
+
+@hydra.main(version_base="1.3", config_path=CONFIGS, config_name="train")
+def _main(cfg: DictConfig) -> None:
+    from ..training import train  # Lightning is imported after the command line is read
+
+    train(cfg)
+
+
+def main() -> None:
+    check_config_dir(sys.argv[1:])
+    _main()
+
+
+if __name__ == "__main__":
+    main()
