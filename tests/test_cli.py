@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from detector.cli.lightning import SAMPLE as PACKAGED
-from detector.cli.lightning import main
+from detector.cli.lightning import run as main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "cli" / "mask_rcnn_synthetic.yaml"

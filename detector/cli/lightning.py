@@ -19,11 +19,17 @@ SAMPLE = files("detector.configs") / "cli" / "mask_rcnn_synthetic.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
-def main(args=None) -> LightningCLI:
+def run(args=None) -> LightningCLI:
+    """The LightningCLI, run on ``args`` (default: the command line)."""
     defaults = {"default_config_files": [str(SAMPLE)]}
     return LightningCLI(DetectionModule, CocoDataModule, subclass_mode_data=True, args=args,
                         parser_kwargs={name: defaults for name in SUBCOMMANDS},
                         save_config_kwargs={"overwrite": True})
+
+
+
+def main() -> None:
+    run()
 
 
 if __name__ == "__main__":
