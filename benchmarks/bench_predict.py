@@ -1,4 +1,4 @@
-"""Inference throughput of the predict path (python -m detector.predict) with
+"""Inference throughput of the predict path (rcnn-predict) with
 the project's Mask R-CNN against the same path with torchvision's
 maskrcnn_resnet50_fpn, same weights, same settings, side by side.
 

@@ -17,7 +17,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
          transform: Mapping | None = None, inference: Mapping | None = None,
          trust: bool = False) -> GeneralizedRCNN:
     """The detector saved in ``path`` (a checkpoint written while training with
-    train.py or ``python -m detector``), in eval mode on ``device``: its
+    rcnn-train or rcnn-lightning), in eval mode on ``device``: its
     architecture comes from the model specification kept in the checkpoint, with
     its class names, its preprocessing (the resize it was trained with) and its
     inference settings, so ``model.predict(images)`` is ready for images of any

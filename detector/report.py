@@ -1,7 +1,7 @@
 """Tabulate a study's runs (the command: ``rcnn-report DIR...``).
 
 Reads every ``results.json`` under the given folders (the runs of
-``python train.py -m experiment=STUDY``), groups the runs by what their
+``rcnn-train -m experiment=STUDY``), groups the runs by what their
 command-line overrides set apart from the seed, and writes
 
 - a Markdown table in the Mask R-CNN paper's layout: mask AP / AP50 / AP75,

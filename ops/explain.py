@@ -1,6 +1,7 @@
-"""python -m ops.explain: what roi_pool, roi_warp and roi_align do to one box.
+"""What roi_pool, roi_warp and roi_align do to one box (the command:
+``rcnn-explain``, detector/cli/explain.py; this module needs torch alone).
 
-    python -m ops.explain --image-size 800 800 --box 0 0 665 665 --stride 32 --output 7
+    rcnn-explain --image-size 800 800 --box 0 0 665 665 --stride 32 --output 7
 
 Prints, for each operator, every step at which it quantizes (or does not),
 the bins and sample points it uses and how far the region it reads lies from

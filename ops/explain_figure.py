@@ -1,4 +1,4 @@
-"""The figure of python -m ops.explain: each operator's bins (and sample
+"""The figure of rcnn-explain: each operator's bins (and sample
 points) on the feature grid around the box, one panel per operator.
 
 Drawn in feature coordinates u = x / stride, where cell c is the square

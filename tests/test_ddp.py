@@ -10,18 +10,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 def _train_py(tmp_path: Path, run: str, *overrides) -> dict:
-    command = [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={tmp_path / run}",
+    # the installed command, started outside the checkout: Lightning re-launches it per rank
+    command = [str(Path(sys.executable).parent / "rcnn-train"), f"hydra.run.dir={tmp_path / run}",
                f"paths.data_dir={tmp_path / 'data'}", "data.num_train=4", "data.num_val=5",
                "data.image_size=[96,128]", "model.transform.min_size=96",
                "model.transform.max_size=128",
                "data.batch_size=1", "trainer.max_epochs=1",  # 4 images, 2 processes: 2 steps
                "trainer.check_val_every_n_epoch=1", "module.warmup_steps=1",
                "~callbacks.progress", *overrides]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((tmp_path / run / "results.json").read_text())
 

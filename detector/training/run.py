@@ -1,4 +1,4 @@
-"""train(cfg): what ``python train.py`` does with a composed Hydra config."""
+"""train(cfg): what ``rcnn-train`` does with a composed Hydra config."""
 
 from __future__ import annotations
 
