@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 _FLOAT32 = struct.Struct("f")
