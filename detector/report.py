@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
