@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.dropout import _DropoutNd
 
 from .roi_heads import ROIHeads
 from .rpn import RegionProposalNetwork
@@ -98,8 +102,42 @@ class GeneralizedRCNN(nn.Module):
         return self.transform.to_original(detections, sizes, original_sizes)
 
     @torch.no_grad()
+    def validation_losses(self, images: list[Tensor], targets: list[dict[str, Tensor]],
+                          seed: int = 0) -> dict[str, Tensor]:
+        """The training losses on held-out images, comparable with the
+        training ones: the same terms, computed the way training computes them
+        (the RPN's and ROI heads' sampling of anchors and proposals, their
+        training proposal counts), but with every normalization (and dropout)
+        layer in evaluation mode (running statistics, none updated), the resize at
+        the evaluation size, and no gradient. The sampling draws from a
+        generator seeded with ``seed``, so the losses repeat exactly and the
+        training's random state is left untouched. The model's modes are
+        restored afterwards."""
+        devices = [images[0].device] if images and images[0].is_cuda else []
+        with _losses_in_eval_mode(self), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return self.forward(images, targets)
+
+    @torch.no_grad()
     def predict(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         """Detections for a list of images of any sizes (the model must be in eval mode)."""
         if self.training:
             raise RuntimeError("predict() needs the model in eval mode: call model.eval() first")
         return self.forward(images)
+
+
+@contextlib.contextmanager
+def _losses_in_eval_mode(model: GeneralizedRCNN):
+    """The loss path (train mode) with normalization, dropout and the resize as
+    in evaluation."""
+    modes = {module: module.training for module in model.modules()}
+    try:
+        model.train()
+        model.transform.eval()
+        for module in model.modules():
+            if isinstance(module, (_NormBase, _DropoutNd)):
+                module.eval()
+        yield
+    finally:
+        for module, training in modes.items():
+            module.training = training

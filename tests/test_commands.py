@@ -105,3 +105,5 @@ def test_line_progress_writes_plain_lines(tmp_path, capsys):
         ["step", "1/4"], ["step", "4/4"]]
     assert sum(line.startswith("validation at step") for line in lines) == 2
     assert "loss=" in lines[0] and "min left" in lines[0]
+    validation = next(line for line in lines if line.startswith("validation"))
+    assert "val/loss=" in validation and "val/segm_AP=" in validation

@@ -111,6 +111,10 @@ class DetectionModule(pl.LightningModule):
         warmup_steps, warmup_factor, decay, milestones, milestone_steps,
             gamma: the schedule (see warmup_then_decay); the total number of
             steps comes from the trainer.
+        val_loss: each validation also logs the training losses on the
+            validation images (``val/loss``, ``val/loss_*``; see
+            GeneralizedRCNN.validation_losses): one more forward pass per
+            validation batch, without mask pasting or COCOeval.
     """
 
     def __init__(self, model: dict | GeneralizedRCNN, optimizer: str = "sgd", lr: float = 0.02,
@@ -118,7 +122,7 @@ class DetectionModule(pl.LightningModule):
                  decay: str = "cosine", warmup_factor: float = 0.001,
                  milestones: tuple[float, ...] = (0.67, 0.89),
                  milestone_steps: tuple[int, ...] | None = None, gamma: float = 0.1,
-                 lr_reference_batch: int | None = None):
+                 lr_reference_batch: int | None = None, val_loss: bool = True):
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
@@ -249,6 +253,13 @@ class DetectionModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch)
+        if self.hparams.get("val_loss", True):
+            images, targets = batch
+            losses = self.model.validation_losses(images, targets, seed=batch_idx)
+            # averaged over the validation images (and processes)
+            self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(images),
+                          sync_dist=True)
+            self.log("val/loss", sum(losses.values()), batch_size=len(images), sync_dist=True)
 
     def predict_step(self, batch, batch_idx):
         """COCO results (category ids, RLE masks) of a batch of the test split."""

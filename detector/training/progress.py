@@ -79,8 +79,10 @@ class LineProgress(ProgressBar):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
+        shown = " ".join(f"{k}={_format(v)}" for k, v in trainer.callback_metrics.items()
+                         if k == "val/loss" or (k.startswith("val/") and k.endswith("_AP")))
         self._line(f"validation at step {trainer.global_step}: {self.total_val_batches} "
-                   f"batches in {time.monotonic() - self._phase_started:.0f} s")
+                   f"batches in {time.monotonic() - self._phase_started:.0f} s  {shown}".rstrip())
 
     def on_test_start(self, trainer, pl_module) -> None:
         self._phase_started = time.monotonic()
