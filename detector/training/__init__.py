@@ -2,6 +2,7 @@
 the run that train.py starts, and what makes runs resumable."""
 
 from .datamodule import CocoDataModule, DetectionDataModule, SyntheticDataModule, VocDataModule
+from .divergence import TrainingDiverged
 from .interrupt import SaveOnInterrupt, TrainingInterrupted
 from .module import DetectionModule, warmup_then_decay
 from .run import train
@@ -9,5 +10,5 @@ from .sampling import EpochSampler
 from .writer import CocoResultsWriter
 
 __all__ = ["CocoDataModule", "CocoResultsWriter", "DetectionDataModule", "DetectionModule",
-           "EpochSampler", "SaveOnInterrupt", "SyntheticDataModule", "TrainingInterrupted",
-           "VocDataModule", "train", "warmup_then_decay"]
+           "EpochSampler", "SaveOnInterrupt", "SyntheticDataModule", "TrainingDiverged",
+           "TrainingInterrupted", "VocDataModule", "train", "warmup_then_decay"]

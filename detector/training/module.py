@@ -18,6 +18,13 @@ from torch import nn
 from ..evaluation import evaluate, to_coco_results
 from ..rcnn import GeneralizedRCNN
 from ..spec import build_model
+from .divergence import (
+    TrainingDiverged,
+    describe,
+    last_good_checkpoint,
+    non_finite_parameters,
+    non_finite_terms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +186,7 @@ class DetectionModule(pl.LightningModule):
         images, targets = batch
         losses = self.model(images, targets)
         loss = sum(losses.values())
+        self._stop_if_diverged(losses, loss)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=len(images))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         return loss
@@ -225,10 +233,34 @@ class DetectionModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def _stop_if_diverged(self, losses: dict, loss: torch.Tensor) -> None:
+        """A non-finite loss on any process stops every process at this step
+        (one small reduction per step under DDP)."""
+        diverged = not bool(torch.isfinite(loss))
+        if self._trainer is not None and self.trainer.world_size > 1:
+            diverged = self.trainer.strategy.reduce_boolean_decision(diverged, all=False)
+        if not diverged:
+            return
+        terms = non_finite_terms(losses) or {"loss (on another process)": float("nan")}
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        lr = optimizers[0].param_groups[0]["lr"] if optimizers else None
+        checkpoint = last_good_checkpoint(self.trainer) if self._trainer is not None else None
+        step = self.trainer.global_step + 1 if self._trainer is not None else 0
+        raise TrainingDiverged(describe(step, terms, lr, checkpoint), step, checkpoint)
+
     # exact resumption ----------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """The random generators' states go with the checkpoint: the model's
-        sampling (anchors, proposals) draws from them during training."""
+        sampling (anchors, proposals) draws from them during training. A model
+        whose weights are no longer finite is never saved: the error is raised
+        before the file is written, so no good checkpoint is replaced."""
+        bad = non_finite_parameters(self.model) if self.model is not None else []
+        if bad:
+            step = self.trainer.global_step if self._trainer is not None else 0
+            checkpoint_path = last_good_checkpoint(self.trainer) if self._trainer else None
+            raise TrainingDiverged(
+                describe(step, {f"weights ({', '.join(bad)})": float("nan")}, None,
+                         checkpoint_path), step, checkpoint_path)
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..evaluation import format_table
 from ..weights import read_checkpoint
+from .divergence import TrainingDiverged
 from .interrupt import TrainingInterrupted
 from .module import DetectionModule
 
@@ -71,6 +72,9 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("train", True):
         try:
             trainer.fit(module, datamodule, ckpt_path=ckpt_path)
+        except TrainingDiverged as error:
+            log.error("%s", error)
+            raise SystemExit(f"error: {error}") from None
         except TrainingInterrupted as stop:
             log.warning("%s", stop)
             print(f"Interrupted after step {stop.step}. Resume with the same overrides and "
