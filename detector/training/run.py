@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..evaluation import format_table
 from ..weights import read_checkpoint
 from .divergence import TrainingDiverged
-from .interrupt import TrainingInterrupted
+from .interrupt import EvaluationInterrupted, StopNow, TrainingInterrupted, signals
 from .module import DetectionModule
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,30 @@ def train(cfg: DictConfig) -> dict:
     "val" when the data has no test split, and what identifies the run: its
     command-line overrides, seed and wall time) into cfg.paths.output_dir and
     returns the metrics."""
+    with signals.watching():
+        try:
+            return _run(cfg)
+        except TrainingDiverged as error:
+            log.error("%s", error)
+            raise SystemExit(f"error: {error}") from None
+        except TrainingInterrupted as stop:
+            log.warning("%s", stop)
+            print(f"Interrupted during {stop.phase} after step {stop.step}. Resume with the same "
+                  f"overrides and ckpt_path={stop.checkpoint}")
+            raise SystemExit(130) from None
+        except EvaluationInterrupted as stop:
+            log.warning("%s", stop)
+            print(f"Interrupted during the {stop.phase}: its results were not written (the "
+                  "checkpoints are complete; rcnn-evaluate ckpt_path=... tests one again)")
+            raise SystemExit(130) from None
+        except (StopNow, KeyboardInterrupt) as stop:
+            print(f"{stop or 'interrupted'}. Every file already written is complete (checkpoints "
+                  "and results are written whole or not at all); resume from "
+                  "checkpoints/last.ckpt when there is one")
+            raise SystemExit(130) from None
+
+
+def _run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -70,16 +94,7 @@ def train(cfg: DictConfig) -> dict:
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False)
     if cfg.get("train", True):
-        try:
-            trainer.fit(module, datamodule, ckpt_path=ckpt_path)
-        except TrainingDiverged as error:
-            log.error("%s", error)
-            raise SystemExit(f"error: {error}") from None
-        except TrainingInterrupted as stop:
-            log.warning("%s", stop)
-            print(f"Interrupted after step {stop.step}. Resume with the same overrides and "
-                  f"ckpt_path={stop.checkpoint}")
-            raise SystemExit(130) from None
+        trainer.fit(module, datamodule, ckpt_path=ckpt_path)
         ckpt_path = _best_checkpoint(trainer)
     metrics = {}
     if cfg.get("test", True):
