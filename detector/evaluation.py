@@ -1,8 +1,11 @@
-"""COCO evaluation (pycocotools' COCOeval) of detections, for boxes and masks."""
+"""COCO evaluation of detections, for boxes and masks: pycocotools' COCOeval, or
+faster-coco-eval's drop-in COCOeval_faster (the default: the same metrics,
+checked against pycocotools to 1e-4 by the tests, in less time)."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from collections.abc import Mapping, Sequence
 
@@ -13,6 +16,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+BACKENDS = ("faster_coco_eval", "pycocotools")
 
 
 def to_coco_results(detections: Sequence[Mapping[str, torch.Tensor]], image_ids: Sequence[int],
@@ -49,19 +53,22 @@ EXTRA_METRICS = ("voc07_ap50",)
 
 
 def evaluate(coco_gt: COCO, results: list[dict], iou_types: Sequence[str] = ("bbox", "segm"),
-             image_ids: Sequence[int] | None = None,
-             extra: Sequence[str] = ()) -> dict[str, dict[str, float]]:
+             image_ids: Sequence[int] | None = None, extra: Sequence[str] = (),
+             backend: str = "faster_coco_eval") -> dict[str, dict[str, float]]:
     """COCO metrics {iou_type: {AP, AP50, AP75, APs, APm, APl}} in [0, 1].
 
     Restricted to ``image_ids`` when given (default: every image of coco_gt).
     No detections at all scores 0 (COCOeval cannot load an empty result list).
     ``extra`` adds other metrics: "voc07_ap50" is Pascal VOC 2007's 11-point
     box AP at IoU 0.5 (bbox's ``AP50_voc07``; see detector.voc_eval).
+    ``backend``: "faster_coco_eval" or "pycocotools" (the reference).
     """
     unknown = set(extra) - set(EXTRA_METRICS)
     if unknown:
         raise ValueError(f"evaluate: unknown extra metrics {sorted(unknown)}; known: "
                          f"{list(EXTRA_METRICS)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"evaluate: backend must be one of {BACKENDS}, got {backend!r}")
     metrics = {}
     for iou_type in iou_types:
         if iou_type not in ("bbox", "segm"):
@@ -71,21 +78,51 @@ def evaluate(coco_gt: COCO, results: list[dict], iou_types: Sequence[str] = ("bb
         if not results:
             metrics[iou_type] = dict.fromkeys(METRICS, 0.0)
             continue
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco_dt = coco_gt.loadRes(results)
-            evaluator = COCOeval(coco_gt, coco_dt, iou_type)
-            if image_ids is not None:
-                evaluator.params.imgIds = sorted(int(i) for i in image_ids)
-            evaluator.evaluate()
-            evaluator.accumulate()
-            evaluator.summarize()
+        stats = (_faster_stats if backend == "faster_coco_eval" else _pycocotools_stats)(
+            coco_gt, results, iou_type, image_ids)
         # COCOeval reports -1 where a size range has no ground truth.
-        metrics[iou_type] = {name: float(value) for name, value in zip(METRICS, evaluator.stats)}
+        metrics[iou_type] = {name: float(value) for name, value in zip(METRICS, stats)}
     if "voc07_ap50" in extra:
         from .voc_eval import voc07_ap50
 
         metrics.setdefault("bbox", {})["AP50_voc07"] = voc07_ap50(coco_gt, results, image_ids)
     return metrics
+
+
+def _run(evaluator, image_ids: Sequence[int] | None):
+    if image_ids is not None:
+        evaluator.params.imgIds = sorted(int(i) for i in image_ids)
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return evaluator.stats[:len(METRICS)]
+
+
+def _own(results: list[dict]) -> list[dict]:
+    """Entries loadRes may change (it adds area, id and iscrowd), copied so
+    that the caller's list is left as it was."""
+    return [{**r, "bbox": list(r["bbox"])} if "bbox" in r else dict(r) for r in results]
+
+
+def _pycocotools_stats(coco_gt: COCO, results, iou_type, image_ids):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _run(COCOeval(coco_gt, coco_gt.loadRes(_own(results)), iou_type), image_ids)
+
+
+def _faster_stats(coco_gt: COCO, results, iou_type, image_ids):
+    from faster_coco_eval import COCO as FasterCOCO
+    from faster_coco_eval import COCOeval_faster
+
+    # the ground truth's own copy in faster-coco-eval's COCO, made once per object
+    faster_gt = getattr(coco_gt, "_faster_coco_eval", None)
+    if faster_gt is None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            faster_gt = FasterCOCO(copy.deepcopy(coco_gt.dataset))
+        coco_gt._faster_coco_eval = faster_gt
+    with contextlib.redirect_stdout(io.StringIO()):
+        faster_dt = faster_gt.loadRes(_own(results))
+        evaluator = COCOeval_faster(faster_gt, faster_dt, iou_type, print_function=lambda *a: None)
+        return _run(evaluator, image_ids)
 
 
 def format_table(metrics: Mapping[str, Mapping[str, float]]) -> str:

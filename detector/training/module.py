@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..evaluation import evaluate, to_coco_results
+from ..evaluation import BACKENDS, evaluate, to_coco_results
 from ..rcnn import GeneralizedRCNN
 from ..spec import build_model
 from .divergence import (
@@ -122,6 +122,8 @@ class DetectionModule(pl.LightningModule):
             validation images (``val/loss``, ``val/loss_*``; see
             GeneralizedRCNN.validation_losses): one more forward pass per
             validation batch, without mask pasting or COCOeval.
+        eval_backend: the COCO evaluation's implementation, "faster_coco_eval"
+            (default) or "pycocotools" (see detector.evaluation).
     """
 
     def __init__(self, model: dict | GeneralizedRCNN, optimizer: str = "sgd", lr: float = 0.02,
@@ -129,8 +131,12 @@ class DetectionModule(pl.LightningModule):
                  decay: str = "cosine", warmup_factor: float = 0.001,
                  milestones: tuple[float, ...] = (0.67, 0.89),
                  milestone_steps: tuple[int, ...] | None = None, gamma: float = 0.1,
-                 lr_reference_batch: int | None = None, val_loss: bool = True):
+                 lr_reference_batch: int | None = None, val_loss: bool = True,
+                 eval_backend: str = "faster_coco_eval"):
         super().__init__()
+        if eval_backend not in BACKENDS:
+            raise ValueError(f"evaluation backend must be one of {BACKENDS}, "
+                             f"got {eval_backend!r}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if not float(lr) > 0:
@@ -327,7 +333,8 @@ class DetectionModule(pl.LightningModule):
         dataset = self._dataset()
         iou_types = ("bbox", "segm") if self.model.roi_heads.has_masks else ("bbox",)
         extra = getattr(self.trainer.datamodule, "extra_metrics", ())
-        metrics = evaluate(dataset.coco, results, iou_types, image_ids, extra)
+        metrics = evaluate(dataset.coco, results, iou_types, image_ids, extra,
+                           backend=self.hparams.get("eval_backend", "faster_coco_eval"))
         self.metrics = {stage: metrics}
         flat = {f"{stage}/{t}_{name}": value for t, values in metrics.items()
                 for name, value in values.items()}

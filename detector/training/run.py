@@ -89,7 +89,9 @@ def _run(cfg: DictConfig) -> dict:
     spec = OmegaConf.to_container(cfg.model, resolve=True)
     if not cfg.get("train", True) and ckpt_path is not None:
         spec = _with_saved_preprocessing(spec, ckpt_path, overrides)
-    module = DetectionModule(spec, **OmegaConf.to_container(cfg.module, resolve=True))
+    backend = (cfg.get("evaluation") or {}).get("backend", "faster_coco_eval")
+    module = DetectionModule(spec, **OmegaConf.to_container(cfg.module, resolve=True),
+                             eval_backend=backend)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False)
