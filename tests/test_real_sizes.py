@@ -43,9 +43,9 @@ def held_out(tmp_path_factory):
     return {"images": str(images), "annotations": str(annotations)}
 
 
-def _evaluate(ckpt, split, min_size, tmp_path):
+def _evaluate(ckpt, split, min_size, tmp_path, backend="faster_coco_eval"):
     model = detector.load(ckpt, transform={"min_size": min_size, "max_size": 10_000})
-    module = DetectionModule(model)
+    module = DetectionModule(model, val_loss=False, eval_backend=backend)
     data = CocoDataModule(split, split, batch_size=4)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path)
@@ -65,6 +65,17 @@ def test_evaluation_at_two_resize_settings_is_of_the_same_order(learned, held_ou
         # untrained model scores 0); before the model owned its geometry, x1.5 scored 0
         assert base > 0.05, (iou_type, at_training_size)
         assert other > 0.3 * base, (iou_type, base, other)  # same order, not 0
+
+
+def test_evaluation_backends_agree_on_a_real_validation_pass(learned, held_out, tmp_path):
+    """A trained model's validation through DetectionModule: faster-coco-eval's
+    metrics are pycocotools' to 1e-4."""
+    ours = _evaluate(learned, held_out, LEARNED_IMAGE_SIZE[0], tmp_path)
+    reference = _evaluate(learned, held_out, LEARNED_IMAGE_SIZE[0], tmp_path, "pycocotools")
+    assert reference["bbox"]["AP"] > 0.05  # a model that finds things
+    for iou_type in ("bbox", "segm"):
+        for metric, value in reference[iou_type].items():
+            assert ours[iou_type][metric] == pytest.approx(value, abs=1e-4), (iou_type, metric)
 
 
 def test_an_image_twice_as_large_gives_the_same_detections(learned, held_out):
