@@ -267,9 +267,27 @@ class DetectionModule(pl.LightningModule):
             raise TrainingDiverged(
                 describe(step, {f"weights ({', '.join(bad)})": float("nan")}, None,
                          checkpoint_path), step, checkpoint_path)
-        checkpoint["rng_states"] = rng_states()
+        states = rng_states()
+        checkpoint["rng_states"] = states  # this process's: rank 0's in the file
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # every process samples from its own generators: each one's goes in
+            # (every process takes part in saving a checkpoint)
+            gathered = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, states)
+            checkpoint["rng_states_per_rank"] = gathered
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        per_rank = checkpoint.get("rng_states_per_rank")
+        distributed = dist.is_available() and dist.is_initialized()
+        rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+        if per_rank is not None and len(per_rank) == world:
+            self._rng_to_restore = per_rank[rank]
+            return
+        saved_world = len(per_rank) if per_rank is not None else 1
+        if saved_world != world:
+            log.warning("the checkpoint was written by %d process(es) and is resumed by %d: "
+                        "the random generators cannot all be restored, so the run will not "
+                        "repeat the uninterrupted one exactly", saved_world, world)
         self._rng_to_restore = checkpoint.get("rng_states")
 
     def on_train_start(self) -> None:
