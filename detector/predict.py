@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 from torchvision.io import ImageReadMode, decode_image, write_png
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from tqdm import tqdm
 
+from .drawing import draw
 from .evaluation import to_coco_results
 from .loading import load
 from .rcnn import GeneralizedRCNN
@@ -101,21 +101,6 @@ def _batches(paths: Sequence[Path], size: int) -> Iterator[list[tuple[int, Path,
             batch = []
     if batch:
         yield batch
-
-
-def draw(image: torch.Tensor, detections: dict, class_names: Sequence[str] | None,
-         score_threshold: float, mask_threshold: float = 0.5) -> torch.Tensor:
-    """uint8 [3, H, W] with the detections scoring at least ``score_threshold``."""
-    keep = detections["scores"] >= score_threshold
-    boxes, labels, scores = (detections[k][keep].cpu() for k in ("boxes", "labels", "scores"))
-    if "masks" in detections and keep.any():
-        masks = detections["masks"][keep].cpu()[:, 0] >= mask_threshold
-        image = draw_segmentation_masks(image, masks, alpha=0.45)
-    names = [f"{class_names[int(l)] if class_names else int(l)} {s:.2f}"
-             for l, s in zip(labels, scores)]
-    if len(boxes):
-        image = draw_bounding_boxes(image, boxes, labels=names, width=2)
-    return image
 
 
 def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.PathLike,

@@ -42,6 +42,8 @@ def test_few_step_run_writes_results_and_checkpoint(tmp_path, roi_op):
     assert set(metrics) == {"bbox", "segm"}
     assert set(metrics["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "run" / "curves.png").is_file()  # drawn from the run's CSV log
+    assert list((tmp_path / "run" / "pictures").glob("step*.png"))  # one per validation
 
 
 def test_evaluate_a_checkpoint_alone(tmp_path):

@@ -1,5 +1,6 @@
-"""rcnn-report: the table and chart of a study's runs (see detector.report).
-Reads results.json files only: compiles nothing, trains nothing."""
+"""rcnn-report: the table and chart of a study's runs (see detector.report), or
+with --curves a run's learning curves (see detector.curves). Reads results.json
+files and logs only: compiles nothing, trains nothing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import report as report_module
+from ..curves import plot_curves
 from ..report import report
 
 
@@ -15,7 +17,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="rcnn-report", description=report_module.__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", metavar="DIR",
-                        help="folders holding the runs' results.json (searched recursively)")
+                        help="folders holding the runs' results.json (searched recursively); "
+                        "with --curves, run directories")
+    parser.add_argument("--curves", action="store_true", help="instead of the table: draw "
+                        "each run directory's learning curves (losses, learning rate, "
+                        "validation APs) from its logs into DIR/curves.png")
     parser.add_argument("-o", "--output", help="where report.md and report.png go "
                         "(default: the first DIR); the runs' results.json are copied "
                         "to OUTPUT/runs/, from which the report can be made again")
@@ -28,6 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "the Markdown file DOC, between '<!-- report: TITLE -->' and "
                         "'<!-- end report -->'")
     args = parser.parse_args(argv)
+    if args.curves:
+        try:
+            for folder in args.folders:
+                print(f"learning curves: {plot_curves(folder)}")
+        except (FileNotFoundError, ValueError) as error:
+            parser.exit(2, f"error: {error}\n")
+        return 0
     try:
         text = report(args.folders, args.output, args.baseline or None, args.title,
                       args.update)

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ..curves import plot_curves
 from ..evaluation import format_table
 from ..weights import read_checkpoint
 from .divergence import TrainingDiverged
@@ -74,6 +75,23 @@ def train(cfg: DictConfig) -> dict:
                   "and results are written whole or not at all); resume from "
                   "checkpoints/last.ckpt when there is one")
             raise SystemExit(130) from None
+        finally:
+            _draw_curves(Path(cfg.paths.output_dir))
+
+
+def _draw_curves(output_dir: Path) -> None:
+    """curves.png from the run's logs, however the run ended (a figure that
+    cannot be drawn is a warning, never the run's error)."""
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+        return
+    try:
+        path = plot_curves(output_dir)
+    except (FileNotFoundError, ValueError) as error:
+        log.info("no learning curves: %s", error)
+    except Exception as error:  # noqa: BLE001 - a picture must not fail the run
+        log.warning("could not draw the learning curves: %s", error)
+    else:
+        log.info("learning curves: %s", path)
 
 
 def _run(cfg: DictConfig) -> dict:
