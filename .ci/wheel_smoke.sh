@@ -50,6 +50,7 @@ rcnn-train experiment=smoke data.num_train=4 data.num_val=2 data.num_test=2 \
 grep -q "compiling the ROI operators for this machine" train.log
 ! grep -q $'\r' train.log  # plain progress lines in a file, no carriage returns
 test -s outputs/train/results.json && test -s outputs/train/checkpoints/last.ckpt
+test -s outputs/train/curves.png && ls outputs/train/pictures/step*.png > /dev/null
 test -d data && test -z "$(find "$work/venv" -name results.json -o -name '*.ckpt')"
 ckpt=$(python -c "import json; print(json.load(open('outputs/train/results.json'))['checkpoint'])")
 
@@ -73,6 +74,7 @@ test -s predicted/predictions.json && ls predicted/*.png > /dev/null
 step "rcnn-report on the produced results"
 rcnn-report outputs --baseline "" | tee report.txt
 test -s outputs/report.md && test -s outputs/report.png
+rm outputs/train/curves.png && rcnn-report --curves outputs/train && test -s outputs/train/curves.png
 
 step "rcnn-lightning: the packaged sample config, two steps"
 rcnn-lightning fit --trainer.max_steps=2 --trainer.check_val_every_n_epoch=1 \
