@@ -38,6 +38,7 @@ class GeneralizedRCNN(nn.Module):
         # None: labels are the category ids (torchvision's COCO models)
         self.category_ids = category_ids
         self.mask_threshold = 0.5
+        self.fused = False
 
     def configure_inference(self, score_thresh: float | None = None,
                             nms_thresh: float | None = None,
@@ -85,8 +86,23 @@ class GeneralizedRCNN(nn.Module):
                 "rpn_pre_nms_top_n": self.rpn.pre_nms_top_n["testing"],
                 "rpn_post_nms_top_n": self.rpn.post_nms_top_n["testing"]}
 
+    def fuse(self) -> GeneralizedRCNN:
+        """For inference only: folds every BatchNorm that follows a convolution
+        into it (detector.fuse; the same detections to float rounding, fewer
+        layers). The model goes to eval mode and can no longer be trained or
+        load a state dict saved unfused. Returns the model."""
+        from .fuse import fold_batchnorm
+
+        self.eval()
+        fold_batchnorm(self)
+        self.fused = True
+        return self
+
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         check_images(images)
+        if self.training and self.fused:
+            raise RuntimeError("this model was fused for inference (model.fuse()); load it "
+                               "again to train it")
         if self.training:
             if targets is None:
                 raise ValueError("GeneralizedRCNN: targets are required in training mode")

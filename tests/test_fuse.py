@@ -1,0 +1,79 @@
+"""BatchNorm folded into the convolutions (model.fuse()): the same features and
+detections as the unfused model, no norm left in the ResNet, and a fused
+model refuses to train."""
+
+import copy
+
+import pytest
+import torch
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+import detector
+from detector.fuse import fold_batchnorm
+
+from detections import match
+
+
+def _with_statistics(model):
+    """Random, non-trivial BatchNorm statistics (fresh models have 0 / 1)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d)):
+                n = m.weight.shape[0]
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+    return model
+
+
+def _norms(module):
+    return [m for m in module.modules() if isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d))]
+
+
+@pytest.mark.parametrize("build", [
+    lambda: detector.fpn_rcnn(4, depth=18, backbone_width=16, fpn_channels=32,
+                              representation_size=64, mask_channels=32),
+    lambda: detector.fpn_rcnn(4, depth=50, backbone_width=16, fpn_channels=32,
+                              representation_size=64, mask_channels=32, norm="bn"),
+    lambda: detector.c4_rcnn(4, depth=18, backbone_width=16),
+], ids=["r18_fpn_frozen", "r50_fpn_bn", "r18_c4"])
+def test_same_features_and_detections(build):
+    torch.manual_seed(0)
+    plain = _with_statistics(build()).eval()
+    fused = copy.deepcopy(plain).fuse()
+    assert _norms(plain) and not _norms(fused.backbone)
+    x = torch.rand(1, 3, 96, 128)
+    ours, theirs = fused.backbone(x), plain.backbone(x)
+    for key in theirs:  # float32 rounding, relative to the features' scale
+        scale = float(theirs[key].abs().max())
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=1e-4 * scale, msg=key)
+    images = [torch.rand(3, 120, 160), torch.rand(3, 100, 90)]
+    with torch.no_grad():
+        plain.configure_inference(score_thresh=0.0)
+        fused.configure_inference(score_thresh=0.0)
+        for a, b in zip(plain.predict(images), fused.predict(images)):
+            assert len(a["boxes"]) == len(b["boxes"]) > 0
+            strong = a["scores"] >= a["scores"].median()
+            top = {k: v[strong] for k, v in a.items()}
+            assert len(match(b, top, min_iou=0.99)) >= 0.9 * int(strong.sum())
+
+
+def test_a_fused_model_refuses_to_train():
+    model = detector.fpn_rcnn(4, depth=18, backbone_width=16, fpn_channels=32,
+                              representation_size=64, mask_channels=32).fuse()
+    model.train()
+    image = torch.rand(3, 64, 64)
+    target = {"boxes": torch.tensor([[4.0, 4.0, 30.0, 30.0]]), "labels": torch.tensor([1]),
+              "masks": torch.ones(1, 64, 64, dtype=torch.uint8)}
+    with pytest.raises(RuntimeError, match="fused for inference"):
+        model([image], [target])
+
+
+def test_a_training_batchnorm_is_not_folded():
+    conv_bn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    with pytest.raises(ValueError, match="call model.eval"):
+        fold_batchnorm(conv_bn)
+    assert fold_batchnorm(conv_bn.eval()) == 1
+    assert isinstance(conv_bn[1], torch.nn.Identity)
