@@ -19,6 +19,7 @@ repeats after one warm-up pass, and the ratio.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
@@ -40,6 +41,8 @@ class TorchvisionPredictor(torch.nn.Module):
         super().__init__()
         self.model = model
         self.class_names = coco_class_names()
+        self.category_ids = None  # labels are COCO's category ids, as in ours
+        self.mask_threshold = 0.5  # torchvision's paste threshold, as ours
 
     def predict(self, images):
         return self.model(images)
@@ -93,7 +96,8 @@ def main():
         images, _ = make_synthetic_coco(tmp, "val", args.images, (480, 640), "mixed", seed=0)
         paths = find_images(images)
         rows = {}
-        for name, model in (("torchvision", theirs), ("ours", ours)):
+        fused = copy.deepcopy(ours).fuse()  # what rcnn-predict runs (fuse=true)
+        for name, model in (("torchvision", theirs), ("ours", ours), ("ours, fused", fused)):
             rows[name] = throughput(model, paths, Path(tmp) / name, args.batch_size,
                                     args.device, args.repeats)
     weights = f"weights {args.weights}" if args.weights else "random weights"
