@@ -8,8 +8,6 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 from .instances import InstanceDataset
@@ -96,20 +94,8 @@ class CocoInstances(InstanceDataset):
         _drop_degenerate_polygons(self.annotations_file, data)
         self._index(data, self.annotations_file, transforms, min_box_size)
 
-    def read_image(self, image_id: int) -> torch.Tensor:
-        info = self.coco.imgs[image_id]
-        path = self.images_dir / info["file_name"]
-        try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)
-        except (RuntimeError, OSError, ValueError) as error:
-            raise RuntimeError(f"cannot read image {path} (image id {image_id}): {error}") from error
-        height, width = image.shape[-2:]
-        if (info.get("height"), info.get("width")) != (height, width):
-            raise ValueError(
-                f"image {path} is {height}x{width} (h x w), but {self.annotations_file} gives "
-                f"{info.get('height')}x{info.get('width')} for image id {image_id}: the "
-                "annotations must be in the image's own frame")
-        return image
+    def _size_source(self, image_id: int) -> str:
+        return f"{self.annotations_file} gives"
 
 
 def detection_transforms(train: bool, flip_probability: float = 0.5) -> v2.Transform | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -21,8 +22,9 @@ class InstanceDataset(Dataset):
     """(image, target) pairs from a COCO-format ground truth.
 
     A subclass builds the ground truth dict (COCO's images / annotations /
-    categories) and calls ``_index`` with it, and reads images
-    (``read_image(image_id)``: uint8 [3, H, W] in the ground truth's frame).
+    categories), calls ``_index`` with it, sets ``images_dir`` (where the
+    images' ``file_name`` are) and says where an image's recorded size comes
+    from (``_size_source``, for the error when the file's size differs).
 
     Category ids are mapped to contiguous labels 1..K in increasing id order
     (``label_to_category`` maps back); crowd regions are left out of the
@@ -57,8 +59,27 @@ class InstanceDataset(Dataset):
                           f"(smaller than {min_box_size} px after clipping to the image)",
                           stacklevel=3)
 
-    def read_image(self, image_id: int) -> torch.Tensor:
+    def _size_source(self, image_id: int) -> str:
+        """Where the ground truth's size of ``image_id`` was read, as
+        "FILE gives" / "FILE says"; subclasses name their file."""
         raise NotImplementedError
+
+    def read_image(self, image_id: int) -> torch.Tensor:
+        """uint8 [3, H, W] RGB, checked to be the size the ground truth records
+        (annotations must be in the image's own frame)."""
+        info = self.coco.imgs[image_id]
+        path = self.images_dir / info["file_name"]
+        try:
+            image = decode_image(str(path), mode=ImageReadMode.RGB)
+        except (RuntimeError, OSError, ValueError) as error:
+            raise RuntimeError(f"cannot read image {path} (image id {image_id}): {error}") from error
+        height, width = image.shape[-2:]
+        if (info.get("height"), info.get("width")) != (height, width):
+            raise ValueError(
+                f"image {path} is {height}x{width} (h x w) but {self._size_source(image_id)} "
+                f"{info.get('height')}x{info.get('width')} for image id {image_id}: the "
+                "annotations must be in the image's own frame")
+        return image
 
     def _clipped(self, ann: dict) -> list[float]:
         info = self.coco.imgs[ann["image_id"]]

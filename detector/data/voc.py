@@ -12,9 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pycocotools.mask as mask_utils
-import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
 
 from .instances import InstanceDataset
 
@@ -222,15 +220,6 @@ class VocInstances(InstanceDataset):
         categories = [{"id": i + 1, "name": n} for i, n in enumerate(class_names)]
         return {"images": images, "annotations": annotations, "categories": categories}
 
-    def read_image(self, image_id: int) -> torch.Tensor:
-        info = self.coco.imgs[image_id]
-        path = self.images_dir / info["file_name"]
-        try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)
-        except (RuntimeError, OSError, ValueError) as error:
-            raise RuntimeError(f"cannot read image {path} (image id {image_id}): {error}") from error
-        if tuple(image.shape[-2:]) != (info["height"], info["width"]):
-            xml = self.root / "Annotations" / f"{Path(info['file_name']).stem}.xml"
-            raise ValueError(f"image {path} is {image.shape[-2]}x{image.shape[-1]} (h x w) but "
-                             f"{xml} says {info['height']}x{info['width']}")
-        return image
+    def _size_source(self, image_id: int) -> str:
+        stem = Path(self.coco.imgs[image_id]["file_name"]).stem
+        return f"{self.root / 'Annotations' / (stem + '.xml')} says"
