@@ -90,8 +90,7 @@ def worker(which: str, device: str, size: int, repeats: int, weights: str) -> di
         with torch.no_grad():
             model(images)
 
-    result = {}
-    for name, fn in (("train", train_step), ("inference", inference)):
+    def median_time(fn) -> float:
         fn()  # warm-up
         times = []
         for _ in range(repeats):
@@ -100,7 +99,9 @@ def worker(which: str, device: str, size: int, repeats: int, weights: str) -> di
             fn()
             sync()
             times.append(time.perf_counter() - start)
-        result[name] = statistics.median(times)
+        return statistics.median(times)
+
+    result = {"train": median_time(train_step), "inference": median_time(inference)}
     if device.type == "cuda":
         result["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
@@ -109,15 +110,7 @@ def worker(which: str, device: str, size: int, repeats: int, weights: str) -> di
         result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if which == "ours":  # inference again with BatchNorm folded into the convolutions
         model.fuse()
-        inference()
-        times = []
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            inference()
-            sync()
-            times.append(time.perf_counter() - start)
-        result["inference_fused"] = statistics.median(times)
+        result["inference_fused"] = median_time(inference)
     return result
 
 
