@@ -36,19 +36,30 @@ def torchvision_model(size: int):
     return MaskRCNN(backbone, num_classes=91, min_size=size, max_size=int(size * 1333 / 800))
 
 
-def build(which: str, size: int, weights: str):
+# Each variant is timed in its own process: (label, model, channels-last).
+VARIANTS = {"torchvision": ("torchvision", "torchvision", False),
+            "ours": ("ours", "ours", False),
+            "ours_cl": ("ours, channels-last", "ours", True),
+            "torchvision_cl": ("torchvision, channels-last", "torchvision", True)}
+
+
+def build(which: str, size: int, weights: str, channels_last: bool):
     """Each model from the same weights file, the same way: build, then load."""
     state = torch.load(weights, map_location="cpu", weights_only=True)
     if which == "torchvision":
         model = torchvision_model(size)
         model.load_state_dict(state)
+        if channels_last:  # the weights and, through a pre-hook, each batch
+            model.to(memory_format=torch.channels_last)
+            model.backbone.register_forward_pre_hook(
+                lambda _, args: (args[0].contiguous(memory_format=torch.channels_last),))
         return model
     import detector
     from detector.transform import ImageTransform
 
     model = detector.from_torchvision("maskrcnn_resnet50_fpn", state)
     model.transform = ImageTransform(size, int(size * 1333 / 800))
-    return model
+    return model.set_channels_last(channels_last)
 
 
 def inputs(device, images=2):
@@ -67,9 +78,10 @@ def inputs(device, images=2):
     return batch, targets
 
 
-def worker(which: str, device: str, size: int, repeats: int, weights: str) -> dict:
+def worker(variant: str, device: str, size: int, repeats: int, weights: str) -> dict:
+    _, which, channels_last = VARIANTS[variant]
     device = torch.device(device)
-    model = build(which, size, weights).to(device)
+    model = build(which, size, weights, channels_last).to(device)
     images, targets = inputs(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
@@ -119,7 +131,10 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--worker", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS)[1:],
+                        default=["ours", "ours_cl"],
+                        help="what is timed against torchvision's model (default: ours, ours_cl)")
+    parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -129,24 +144,26 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "maskrcnn.pt")
         torch.save(torchvision_model(args.size).state_dict(), weights)
-        for which in ("torchvision", "ours"):
+        for variant in ["torchvision", *args.variants]:
             out = subprocess.run(
-                [sys.executable, __file__, "--worker", which, "--device", args.device,
+                [sys.executable, __file__, "--worker", variant, "--device", args.device,
                  "--size", str(args.size), "--repeats", str(args.repeats), "--weights", weights],
                 check=True, capture_output=True, text=True).stdout
-            results[which] = json.loads(out.strip().splitlines()[-1])
+            results[variant] = json.loads(out.strip().splitlines()[-1])
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
-          f"2 images 480x640 resized to {args.size}, median of {args.repeats}")
-    print("| measure | torchvision | ours | ratio |")
-    print("|---|---|---|---|")
-    tv, ours = results["torchvision"], results["ours"]
-    for key, label in (("train", "training step (s)"), ("inference", "inference (s)")):
-        print(f"| {label} | {tv[key]:.2f} | {ours[key]:.2f} | {tv[key] / ours[key]:.2f}x faster |")
-    print(f"| inference, BatchNorm folded (s) | {tv['inference']:.2f} | "
-          f"{ours['inference_fused']:.2f} | {tv['inference'] / ours['inference_fused']:.2f}x "
-          "faster |")
-    print(f"| peak memory (MB) | {tv['peak_mb']:.0f} | {ours['peak_mb']:.0f} | "
-          f"{ours['peak_mb'] / tv['peak_mb']:.2f}x of torchvision's |")
+          f"2 images 480x640 resized to {args.size}, median of {args.repeats}; ratios against "
+          "torchvision's model (NCHW)")
+    tv = results.pop("torchvision")
+    print("| model | training step (s) | inference (s) | inference, BatchNorm folded (s) "
+          "| peak memory (MB) |")
+    print("|---|---|---|---|---|")
+    print(f"| torchvision | {tv['train']:.2f} | {tv['inference']:.2f} | | {tv['peak_mb']:.0f} |")
+    for variant, r in results.items():
+        fused = r.get("inference_fused")
+        folded = (f"{fused:.2f} ({tv['inference'] / fused:.2f}x)" if fused else "")
+        print(f"| {VARIANTS[variant][0]} | {r['train']:.2f} ({tv['train'] / r['train']:.2f}x) "
+              f"| {r['inference']:.2f} ({tv['inference'] / r['inference']:.2f}x) | {folded} "
+              f"| {r['peak_mb']:.0f} ({r['peak_mb'] / tv['peak_mb']:.2f}x) |")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
              anchor_sizes: Sequence[int] = FPN_ANCHOR_SIZES, rpn: dict | None = None,
              roi_heads: dict | None = None,
              transform: ImageTransform | None = None, inference: dict | None = None,
-             class_names: list[str] | None = None,
+             channels_last: bool = False, class_names: list[str] | None = None,
              category_ids: list[int] | None = None) -> GeneralizedRCNN:
     """Faster R-CNN (masks=False) or Mask R-CNN with a ResNet-FPN backbone, by
     default in the configuration of torchvision's ``*_resnet50_fpn`` models.
@@ -64,7 +64,8 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
     pass keyword arguments on to RegionProposalNetwork / ROIHeads (e.g.
     ``{"batch_size_per_image": 128}``); ``inference`` sets what inference keeps
     (GeneralizedRCNN.configure_inference: score and NMS thresholds, detections
-    per image, mask threshold, RPN test top-n)."""
+    per image, mask threshold, RPN test top-n); ``channels_last`` runs the
+    convolutions in NHWC memory format (GeneralizedRCNN.set_channels_last)."""
     if len(anchor_sizes) != len(FPN_ANCHOR_SIZES):
         raise ValueError(f"anchor_sizes needs one size per level P2-P6 "
                          f"({len(FPN_ANCHOR_SIZES)}), got {list(anchor_sizes)}")
@@ -87,7 +88,7 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
                      mask_pooler, mask_branch, **(roi_heads or {}))
     model = GeneralizedRCNN(backbone, proposal_net, heads, transform or ImageTransform(),
                             num_classes, class_names, category_ids)
-    return model.configure_inference(**(inference or {}))
+    return model.configure_inference(**(inference or {})).set_channels_last(channels_last)
 
 
 class Res5MaskHead(nn.Module):
@@ -113,7 +114,7 @@ def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int
                       anchor_sizes: Sequence[int] = SINGLE_LEVEL_ANCHOR_SIZES,
                       rpn: dict | None = None, roi_heads: dict | None = None,
                       transform: ImageTransform | None = None,
-                      inference: dict | None = None,
+                      inference: dict | None = None, channels_last: bool = False,
                       class_names: list[str] | None = None,
                       category_ids: list[int] | None = None) -> GeneralizedRCNN:
     """Faster/Mask R-CNN on a backbone with one feature map (C4, C5, VGG16), the
@@ -121,7 +122,8 @@ def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int
     pooled features to vectors; ``mask_head`` maps pooled features to a map
     (default: four 3x3 convolutions of ``mask_channels``). ``anchor_sizes``
     are all on the one map; ``rpn`` / ``roi_heads`` pass keyword arguments on
-    to RegionProposalNetwork / ROIHeads; ``inference`` as for fpn_rcnn."""
+    to RegionProposalNetwork / ROIHeads; ``inference`` and ``channels_last`` as
+    for fpn_rcnn."""
     (name,) = backbone.strides
     stride = backbone.strides[name]
     anchors = AnchorGenerator([tuple(int(s) for s in anchor_sizes)], [(0.5, 1.0, 2.0)])
@@ -142,7 +144,7 @@ def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int
                      mask_pooler, mask_branch, **(roi_heads or {}))
     model = GeneralizedRCNN(backbone, proposal_net, heads, transform or ImageTransform(),
                             num_classes, class_names, category_ids)
-    return model.configure_inference(**(inference or {}))
+    return model.configure_inference(**(inference or {})).set_channels_last(channels_last)
 
 
 def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
@@ -155,7 +157,7 @@ def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
     training (for training without ImageNet weights); ``backbone_width`` scales
     the ResNet (64 as usual, smaller from scratch). ``heads``: the keyword
     arguments of single_level_rcnn (anchor_sizes, rpn, roi_heads, transform,
-    inference, class_names, category_ids)."""
+    inference, channels_last, class_names, category_ids)."""
     res5 = ResNetRes5Head(depth, backbone_weights, norm, backbone_width)
     trunk = ResNetC4(depth, backbone_weights, trainable_stages, norm, backbone_width)
     return single_level_rcnn(

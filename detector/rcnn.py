@@ -39,6 +39,7 @@ class GeneralizedRCNN(nn.Module):
         self.category_ids = category_ids
         self.mask_threshold = 0.5
         self.fused = False
+        self.channels_last = False
 
     def configure_inference(self, score_thresh: float | None = None,
                             nms_thresh: float | None = None,
@@ -86,6 +87,17 @@ class GeneralizedRCNN(nn.Module):
                 "rpn_pre_nms_top_n": self.rpn.pre_nms_top_n["testing"],
                 "rpn_post_nms_top_n": self.rpn.post_nms_top_n["testing"]}
 
+    def set_channels_last(self, enabled: bool = True) -> GeneralizedRCNN:
+        """Runs every convolution in channels-last (NHWC) memory format: the
+        4-D weights are stored NHWC and each batch is converted once, after the
+        resize, so the feature maps of the backbone, the pyramid, the RPN and
+        the mask head are NHWC throughout and the ROI operators read them
+        without a copy. Faster on a CPU (benchmarks/README.md); the same results
+        to float rounding (tests/test_channels_last.py). Returns the model."""
+        self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+        self.channels_last = bool(enabled)
+        return self
+
     def fuse(self) -> GeneralizedRCNN:
         """For inference only: folds every BatchNorm that follows a convolution
         into it (detector.fuse; the same detections to float rounding, fewer
@@ -96,7 +108,7 @@ class GeneralizedRCNN(nn.Module):
         self.eval()
         fold_batchnorm(self)
         self.fused = True
-        return self
+        return self.set_channels_last(self.channels_last)  # folded weights keep the format
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         check_images(images)
@@ -109,6 +121,8 @@ class GeneralizedRCNN(nn.Module):
             check_targets(images, targets, self.num_classes, self.roi_heads.has_masks)
         original_sizes = [tuple(image.shape[-2:]) for image in images]
         batch, sizes, targets = self.transform(images, targets)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         features = self.backbone(batch)
         proposals, rpn_losses = self.rpn(list(features.values()), sizes,
                                          tuple(batch.shape[-2:]), targets)

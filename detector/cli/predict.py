@@ -20,6 +20,8 @@ def _main(cfg: DictConfig) -> None:
     inference = OmegaConf.to_container(cfg.get("inference") or {}, resolve=True)
     model = load_model(cfg.get("ckpt_path"), cfg.get("torchvision"), cfg.get("weights"),
                        cfg.get("min_size"), cfg.get("max_size"), inference)
+    if cfg.get("channels_last", True):
+        model.set_channels_last()
     if cfg.get("fuse", True):
         model.fuse()  # BatchNorm folded into the convolutions: the same detections, faster
     paths = find_images(cfg.input)

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image
 from torchvision import tv_tensors
+from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 
