@@ -109,8 +109,48 @@ def test_runs_on_current_stream_and_other_device_index():
     torch.testing.assert_close(out.cpu(), ops.roi_align(x, rois, 7, 1 / 8, 2), rtol=1e-5, atol=1e-5)
 
 
-def test_cuda_bad_batch_index_is_reported():
+def test_cuda_bad_batch_index_is_reported(monkeypatch):
+    """With ROI_OPS_SYNC_CHECKS=1 the GPU check waits for its answer and names the row."""
+    monkeypatch.setenv("ROI_OPS_SYNC_CHECKS", "1")
     x, rois, _ = _case(torch.float32, seed=70)
     rois[3, 0] = 7
     with pytest.raises(ValueError, match=r"rois\[3, 0\] \(batch index\) = 7 is out of range"):
         ops.roi_align(x.cuda(), rois.cuda(), 7, 1 / 8)
+
+
+@pytest.mark.parametrize("op, kwargs", CASES, ids=IDS)
+def test_no_host_synchronisation(op, kwargs, monkeypatch):
+    """By default the value checks are device-side assertions: a forward and
+    backward on the GPU never wait for it (sync debug mode "error" raises on
+    any synchronising call)."""
+    monkeypatch.delenv("ROI_OPS_SYNC_CHECKS", raising=False)
+    x, rois, grad = _case(torch.float32, seed=72)
+    x, rois, grad = x.cuda().requires_grad_(True), rois.cuda(), grad.float().cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = getattr(ops, op)(x, rois, (7, 5), 1 / 8, **kwargs)
+        out.backward(grad)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_bad_batch_index_stops_the_gpu_without_a_sync(tmp_path):
+    """The asynchronous check: the bad box is never read; the process's CUDA
+    context stops with a device-side assertion (so it runs in a child process)."""
+    import subprocess
+    import sys
+    script = tmp_path / "bad.py"
+    script.write_text(
+        "import torch, ops\n"
+        "x = torch.rand(2, 4, 16, 16, device='cuda')\n"
+        "rois = torch.tensor([[5.0, 1, 1, 8, 8]], device='cuda')\n"
+        "ops.roi_align(x, rois, 7, 1.0)\n"
+        "torch.cuda.synchronize()\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "ROI_OPS_SYNC_CHECKS"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode != 0
+    assert "device-side assert" in done.stderr or "roi_align" in done.stderr, done.stderr[-2000:]

@@ -3,7 +3,9 @@
 #include "roi_geometry.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 namespace roi_ops {
 
@@ -77,6 +79,11 @@ void check_forward_args(
   check_map_size(op, input.size(2), input.size(3));
 }
 
+bool synchronous_checks() {
+  const char* value = std::getenv("ROI_OPS_SYNC_CHECKS");
+  return value != nullptr && *value != '\0' && std::string(value) != "0";
+}
+
 namespace {
 
 template <typename T>
@@ -134,14 +141,27 @@ void check_box_values(
       ? unlimited
       : static_cast<double>(kMaxAdaptiveGrid * pooled_h) / spatial_scale;
   if (!rois.is_cpu()) {
-    // One reduction and one synchronisation; the readable message comes from
-    // the CPU check below, run only when something is wrong.
     const at::Tensor b = rois.select(1, 0);
     const at::Tensor w = (rois.select(1, 3) - rois.select(1, 1)).abs();
     const at::Tensor h = (rois.select(1, 4) - rois.select(1, 2)).abs();
     const at::Tensor bad = at::logical_not(at::isfinite(rois)).any() |
         (b != at::floor(b)).any() | (b < 0).any() | (b >= batch_size).any() |
         (w > max_width).any() | (h > max_height).any();
+    if (!synchronous_checks()) {
+      // No synchronisation: a device-side assertion queued before the
+      // kernels, which stops the stream (and the process's CUDA context)
+      // before a bad box is read.
+      at::_assert_async(
+          at::logical_not(bad),
+          std::string(op) +
+              ": rois holds a non-finite value, a batch index that is not an integer in [0, " +
+              std::to_string(batch_size) +
+              "), or a box too large for adaptive sampling; rerun with ROI_OPS_SYNC_CHECKS=1 "
+              "for the offending row");
+      return;
+    }
+    // One reduction and one synchronisation; the readable message comes from
+    // the CPU check below, run only when something is wrong.
     if (!bad.item<bool>()) {
       return;
     }
@@ -245,7 +265,13 @@ void check_pool_backward_args(
       op, ": argmax and grad must be on the same device, got argmax on ", argmax.device(),
       " and grad on ", grad.device());
   check_box_values(op, rois, batch_size, spatial_scale, grad.size(2), grad.size(3), 1);
-  if (argmax.numel() > 0) {
+  if (argmax.numel() > 0 && !argmax.is_cpu() && !synchronous_checks()) {
+    at::_assert_async(
+        ((argmax >= -1) & (argmax < height * width)).all(),
+        std::string(op) + ": argmax holds an index that is neither -1 (an empty bin) nor a cell of "
+            "the " + std::to_string(height) + "x" + std::to_string(width) +
+            " map; rerun with ROI_OPS_SYNC_CHECKS=1 for the range");
+  } else if (argmax.numel() > 0) {
     const auto [low, high] = at::aminmax(argmax);
     const int64_t lowest = low.item<int64_t>();
     const int64_t highest = high.item<int64_t>();

@@ -30,9 +30,15 @@ constexpr int64_t kMaxAdaptiveGrid = 1024;
 // A fixed sampling_ratio is at most kMaxAdaptiveGrid too.
 void check_sampling_ratio(const char* op, int64_t sampling_ratio);
 
+// Whether checks of tensor values on a GPU wait for the answer, to report the
+// offending value (environment variable ROI_OPS_SYNC_CHECKS=1), instead of
+// queueing a device-side assertion that costs no synchronisation (the default).
+bool synchronous_checks();
+
 // Every box row: finite coordinates and an integral batch index in
 // [0, batch_size); with adaptive sampling (sampling_ratio <= 0), a sample
-// grid no larger than kMaxAdaptiveGrid. Costs one synchronisation on CUDA.
+// grid no larger than kMaxAdaptiveGrid. On CPU tensors a failed check names the
+// row; on a GPU see synchronous_checks.
 void check_box_values(
     const char* op,
     const at::Tensor& rois,
@@ -48,8 +54,8 @@ void check_box_values(
 // map; every box's batch index inside batch_size (check_box_values); the box
 // placement code; in max mode the forward input, shaped [batch_size, channels,
 // height, width]; roi_pool's argmax shaped like grad with every entry -1 (an
-// empty bin) or a cell of the height x width map. Costs one synchronisation
-// on CUDA (two for roi_pool).
+// empty bin) or a cell of the height x width map. On a GPU, as
+// synchronous_checks says.
 void check_bilinear_backward_args(
     const at::Tensor& grad,
     const at::Tensor& rois,
