@@ -101,8 +101,8 @@ def test_reduced_precision_matches_float32(op, kwargs, dtype):
 @pytest.mark.parametrize("max_mode", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [-1, 2])
 @pytest.mark.parametrize("scale", [1.0, 1 / 4, 1 / 32])
-def test_deterministic_gather_backward_equals_scatter(scale, sampling_ratio, max_mode, box_mode):
-    """The gather backward that CUDA uses under deterministic mode, run on CPU."""
+def test_deterministic_backward_equals_scatter(scale, sampling_ratio, max_mode, box_mode):
+    """The sorted backward that CUDA uses under deterministic mode, run on CPU."""
     x = feature_map(batch=2, channels=3, dtype=torch.float64, seed=52)
     rois = boxes(2, 13, 17, scale, seed=53, per_kind=3)
     grad = torch.randn(rois.shape[0], 3, 5, 4, dtype=torch.float64)
@@ -113,7 +113,7 @@ def test_deterministic_gather_backward_equals_scatter(scale, sampling_ratio, max
 
 @pytest.mark.parametrize("scale", [1.0, 1 / 4, 1 / 32])
 @pytest.mark.parametrize("size", [(5, 4), (14, 14)])
-def test_deterministic_gather_roi_pool_backward_equals_scatter(size, scale):
+def test_deterministic_roi_pool_backward_equals_scatter(size, scale):
     x = feature_map(batch=2, channels=3, dtype=torch.float64, seed=54)
     rois = boxes(2, 13, 17, scale, seed=55, per_kind=3)
     _, argmax = roi_ops.roi_pool(x, rois, scale, *size)
@@ -121,6 +121,72 @@ def test_deterministic_gather_roi_pool_backward_equals_scatter(size, scale):
     args = (grad, rois, argmax, scale, 2, 3, 13, 17)
     torch.testing.assert_close(roi_ops._roi_pool_backward(*args, True),
                                roi_ops._roi_pool_backward(*args, False), rtol=1e-9, atol=1e-9)
+
+
+# The sorted deterministic backward on many overlapping boxes: 200 of every
+# kind (roi_cases.boxes: partly and wholly outside, zero-size, inverted, huge)
+# on a 2x8x40x50 map at scale 1/4; every cell is read by many boxes.
+MANY_BOXES = {
+    "align_avg": (2, 1, False), "align_adaptive": (-1, 1, False), "align_max": (-1, 0, True),
+    "warp_avg": (-1, 2, False), "warp_max": (2, 2, True), "pool": None,
+}  # (sampling_ratio, box_mode, max_mode)
+
+
+def _many_boxes_backward(case, dtype, deterministic, seed=57):
+    scale, n, c, h, w = 1 / 4, 2, 8, 40, 50
+    x = feature_map(batch=n, channels=c, height=h, width=w, dtype=dtype, seed=seed)
+    rois = boxes(n, h, w, scale, dtype=torch.float64 if dtype == torch.float64 else torch.float32,
+                 seed=seed + 1, per_kind=25)
+    grad = torch.randn(rois.shape[0], c, 7, 6, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64).to(dtype)
+    if MANY_BOXES[case] is None:
+        _, argmax = roi_ops.roi_pool(x, rois, scale, 7, 6)
+        return roi_ops._roi_pool_backward(grad, rois, argmax, scale, n, c, h, w, deterministic)
+    sampling_ratio, box_mode, max_mode = MANY_BOXES[case]
+    return roi_ops._bilinear_backward(grad, rois, x, scale, n, c, h, w, sampling_ratio, box_mode,
+                                      max_mode, deterministic)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", list(MANY_BOXES))
+def test_deterministic_backward_is_bitwise_repeatable_on_any_thread_count(case, dtype):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _many_boxes_backward(case, dtype, True)
+        torch.set_num_threads(2)
+        first = _many_boxes_backward(case, dtype, True)
+        again = _many_boxes_backward(case, dtype, True)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(first, one, rtol=0, atol=0)
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    tol = {torch.float64: 1e-9, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 4e-2}
+    torch.testing.assert_close(first, _many_boxes_backward(case, dtype, False),
+                               rtol=tol[dtype], atol=tol[dtype])
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_backward_without_boxes_or_samples_is_zero(deterministic):
+    x = feature_map(batch=2, channels=3, dtype=torch.float64, seed=58)
+    no_boxes = torch.zeros(0, 5, dtype=torch.float64)
+    # Zero-size boxes have no samples under aligned=True with adaptive
+    # sampling (roi_pool still reads their one cell); boxes far outside the
+    # map only read outside it.
+    empty = torch.tensor([[0, 8.0, 8, 8, 8], [1, 20, 4, 20, 30]], dtype=torch.float64)
+    outside = torch.tensor([[0, 500.0, 500, 600, 600], [1, -90, -90, -60, -70]],
+                           dtype=torch.float64)
+    for rois, sampling_ratio in [(no_boxes, 2), (empty, -1), (outside, 2)]:
+        grad = torch.randn(rois.shape[0], 3, 5, 4, dtype=torch.float64)
+        for max_mode in (False, True):
+            out = roi_ops._bilinear_backward(grad, rois, x, 1 / 4, 2, 3, 13, 17, sampling_ratio,
+                                             1, max_mode, deterministic)
+            assert out.shape == x.shape and not out.any()
+        if rois is empty:
+            continue
+        _, argmax = roi_ops.roi_pool(x, rois, 1 / 4, 5, 4)
+        out = roi_ops._roi_pool_backward(grad, rois, argmax, 1 / 4, 2, 3, 13, 17, deterministic)
+        assert out.shape == x.shape and not out.any()
 
 
 def test_results_do_not_depend_on_thread_count():

@@ -189,42 +189,6 @@ C10_HOST_DEVICE inline T bin_value(
   return max_mode ? acc : acc / b.count;
 }
 
-// Weight with which a sample at coordinate v reads cell `cell` of an axis.
-template <typename T>
-C10_HOST_DEVICE inline T axis_weight_at(T v, int64_t size, int64_t cell) {
-  const AxisSample<T> a = axis_sample(v, size);
-  if (!a.valid) {
-    return T(0);
-  }
-  return (a.low == cell ? a.w_low : T(0)) + (a.high == cell ? a.w_high : T(0));
-}
-
-// Inclusive range of bins [*lo, *hi] that may hold a sample reading `cell`.
-// Samples reading a cell lie within one cell of it; one bin of margin on
-// each side absorbs rounding. Empty when *lo > *hi.
-template <typename T>
-C10_HOST_DEVICE inline void bins_near_cell(
-    T start,
-    T bin,
-    int64_t pooled,
-    int64_t cell,
-    int64_t* lo,
-    int64_t* hi) {
-  *lo = 0;
-  *hi = pooled - 1;
-  if (!(bin > T(0))) {
-    return;  // degenerate box: every bin is a candidate
-  }
-  T first = floor((static_cast<T>(cell) - T(1) - start) / bin) - T(1);
-  T last = floor((static_cast<T>(cell) + T(1) - start) / bin) + T(1);
-  if (first > static_cast<T>(*lo)) {
-    *lo = first > static_cast<T>(pooled) ? pooled : static_cast<int64_t>(first);
-  }
-  if (last < static_cast<T>(*hi)) {
-    *hi = last < T(-1) ? -1 : static_cast<int64_t>(last);
-  }
-}
-
 // roi_pool's box: corners rounded to cells, at least one cell wide.
 template <typename T>
 struct PoolBox {
@@ -278,26 +242,6 @@ C10_HOST_DEVICE inline void pool_bin_range(
   const int e = static_cast<int>(ceil(static_cast<T>(p + 1) * bin));
   *begin = clamp_int(b + start, 0, static_cast<int>(size));
   *end = clamp_int(e + start, 0, static_cast<int>(size));
-}
-
-// Inclusive range of roi_pool bins [*lo, *hi] that may contain `cell`.
-template <typename T>
-C10_HOST_DEVICE inline void pool_bins_near_cell(
-    int start,
-    T bin,
-    int64_t pooled,
-    int64_t cell,
-    int64_t* lo,
-    int64_t* hi) {
-  const T rel = static_cast<T>(cell - start);
-  T first = floor((rel - T(1)) / bin) - T(1);
-  T last = ceil((rel + T(1)) / bin) + T(1);
-  *lo = first > T(0) ? (first > static_cast<T>(pooled) ? pooled
-                                                        : static_cast<int64_t>(first))
-                     : 0;
-  *hi = last < static_cast<T>(pooled - 1)
-      ? (last < T(-1) ? -1 : static_cast<int64_t>(last))
-      : pooled - 1;
 }
 
 } // namespace roi_ops

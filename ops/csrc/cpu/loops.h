@@ -1,24 +1,30 @@
 // Loops shared by the CPU kernels.
 #pragma once
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <cstdint>
 
-#include "../roi_geometry.h"
-
 namespace roi_ops {
 
-// Sets out[i] = value(cell i) for every cell of an [N, C, H, W] tensor, in
-// parallel: the deterministic gather backward, where each cell is written once.
-template <typename T, typename F>
-void parallel_over_cells(T* out, const RoiShape& s, const F& value) {
-  at::parallel_for(0, s.batch * s.channels * s.height * s.width, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      out[i] = value(unravel(i, s.channels, s.height, s.width));
-    }
-  });
-}
+// The CPU's Exec for the sorted deterministic backward (roi_sorted.h): f(i)
+// for every index, on every core. Each index writes its own outputs, so the
+// split across threads changes nothing.
+struct CpuExec {
+  static at::TensorOptions options() {
+    return at::TensorOptions().device(at::kCPU);
+  }
+
+  template <typename F>
+  static void for_each(int64_t n, const F& f) {
+    at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        f(i);
+      }
+    });
+  }
+};
 
 // best[c] = max(best[c], values[c]), remembering `index` where values wins.
 // Written with a mask instead of a branch so that the compiler vectorizes it

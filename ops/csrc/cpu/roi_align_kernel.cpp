@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "../entry.h"
-#include "../roi_gather.h"
+#include "../roi_sorted.h"
 #include "loops.h"
 
 namespace roi_ops {
@@ -161,10 +161,10 @@ struct CpuBilinear {
       const scalar_t* input,
       bool deterministic,
       T* grad_input) {
-    const SampledBoxes<T> sampled(s, p, rois);
     if (deterministic) {
-      // The gather that the CUDA backend uses under deterministic mode, run
-      // here so that its arithmetic is tested without a GPU. It reads NCHW.
+      // The sorted backward that the CUDA backend runs under deterministic
+      // mode, run here so that its arithmetic is tested without a GPU. It
+      // reads NCHW.
       at::Tensor input_nchw;
       if (p.max_mode) {
         input_nchw = at::from_blob(
@@ -173,12 +173,12 @@ struct CpuBilinear {
                          .permute({0, 3, 1, 2})
                          .contiguous();
       }
-      const scalar_t* in = p.max_mode ? input_nchw.data_ptr<scalar_t>() : nullptr;
-      parallel_over_cells(grad_input, s, [&](const Index4& cell) {
-        return bilinear_grad_at_cell(grad, in, sampled.boxes.data(), s, cell, p.max_mode);
-      });
+      sorted_bilinear_backward<CpuExec>(
+          s, p, grad, rois, p.max_mode ? input_nchw.data_ptr<scalar_t>() : nullptr,
+          grad_input);
       return;
     }
+    const SampledBoxes<T> sampled(s, p, rois);
     // Accumulate in NHWC, vectorized across a thread's channels, then copy
     // into the NCHW gradient. Threads own disjoint channel ranges.
     at::Tensor acc = at::zeros(

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "../entry.h"
-#include "../roi_gather.h"
+#include "../roi_sorted.h"
 #include "loops.h"
 
 namespace roi_ops {
@@ -107,15 +107,9 @@ struct CpuPool {
       bool deterministic,
       T* grad_input) {
     if (deterministic) {
-      // The gather that the CUDA backend uses under deterministic mode, run
-      // here so that its arithmetic is tested without a GPU.
-      std::vector<PoolBox<T>> boxes(s.num_rois);
-      for (int64_t k = 0; k < s.num_rois; ++k) {
-        boxes[k] = make_pool_box(rois + k * 5, spatial_scale, s.pooled_h, s.pooled_w);
-      }
-      parallel_over_cells(grad_input, s, [&](const Index4& cell) {
-        return pool_grad_at_cell(grad, argmax, boxes.data(), s, cell);
-      });
+      // The sorted backward that the CUDA backend runs under deterministic
+      // mode, run here so that its arithmetic is tested without a GPU.
+      sorted_pool_backward<CpuExec>(s, grad, rois, argmax, grad_input);
       return;
     }
     // Parallel over channels: no two threads write the same gradient plane.

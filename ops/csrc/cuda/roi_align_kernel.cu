@@ -1,12 +1,12 @@
 // CUDA kernels of the bilinear operators, roi_align and roi_warp: forward,
-// backward with atomics (default) and a deterministic gather backward (under
-// torch.use_deterministic_algorithms(True)). Half and bfloat16 inputs are
-// read and written in their own type and accumulated in float32. Every
-// kernel runs on the current stream.
+// backward with atomics (default) and, under
+// torch.use_deterministic_algorithms(True), the sorted backward of
+// roi_sorted.h. Half and bfloat16 inputs are read and written in their own
+// type and accumulated in float32. Every kernel runs on the current stream.
 #include <ATen/cuda/Atomic.cuh>
 
 #include "../entry.h"
-#include "../roi_gather.h"
+#include "../roi_sorted.h"
 #include "launch.cuh"
 
 namespace roi_ops {
@@ -104,33 +104,6 @@ __global__ void backward_atomic_kernel(
   }
 }
 
-template <typename T>
-__global__ void boxes_kernel(
-    const RoiShape s,
-    const BilinearParams<T> p,
-    const T* __restrict__ rois,
-    BilinearBox<T>* __restrict__ boxes) {
-  ROI_OPS_GRID_STRIDE_LOOP(k, s.num_rois) {
-    boxes[k] = make_bilinear_box(
-        rois + k * 5, p.spatial_scale, s.pooled_h, s.pooled_w, p.sampling_ratio,
-        p.box_mode);
-  }
-}
-
-template <typename scalar_t, typename T>
-__global__ void backward_gather_kernel(
-    const RoiShape s,
-    bool max_mode,
-    const scalar_t* __restrict__ grad,
-    const scalar_t* __restrict__ input,
-    const BilinearBox<T>* __restrict__ boxes,
-    T* __restrict__ grad_input) {
-  ROI_OPS_GRID_STRIDE_LOOP(index, s.batch * s.channels * s.height * s.width) {
-    grad_input[index] = bilinear_grad_at_cell(
-        grad, input, boxes, s, unravel(index, s.channels, s.height, s.width), max_mode);
-  }
-}
-
 struct CudaBilinear {
   static constexpr auto kInputLayout = at::MemoryFormat::Contiguous;
 
@@ -157,21 +130,14 @@ struct CudaBilinear {
       const scalar_t* input,
       bool deterministic,
       T* grad_input) {
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-    if (!deterministic) {
-      const int64_t total = s.num_rois * s.channels * s.pooled_h * s.pooled_w;
-      backward_atomic_kernel<scalar_t, T><<<blocks_for(total), kThreads, 0, stream>>>(
-          s, p, grad, rois, input, grad_input);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (deterministic) {
+      sorted_bilinear_backward<CudaExec>(s, p, grad, rois, input, grad_input);
       return;
     }
-    at::Tensor boxes = device_buffer<BilinearBox<T>>(s.num_rois);
-    auto* boxes_ptr = reinterpret_cast<BilinearBox<T>*>(boxes.data_ptr());
-    boxes_kernel<T><<<blocks_for(s.num_rois), kThreads, 0, stream>>>(s, p, rois, boxes_ptr);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    const int64_t cells = s.batch * s.channels * s.height * s.width;
-    backward_gather_kernel<scalar_t, T><<<blocks_for(cells), kThreads, 0, stream>>>(
-        s, p.max_mode, grad, input, boxes_ptr, grad_input);
+    const int64_t total = s.num_rois * s.channels * s.pooled_h * s.pooled_w;
+    backward_atomic_kernel<scalar_t, T>
+        <<<blocks_for(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            s, p, grad, rois, input, grad_input);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };

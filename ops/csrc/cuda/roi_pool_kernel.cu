@@ -1,10 +1,10 @@
 // CUDA kernels of roi_pool: forward with argmax, backward with atomics
-// (default) or a deterministic gather (under
-// torch.use_deterministic_algorithms(True)). Runs on the current stream.
+// (default) or, under torch.use_deterministic_algorithms(True), the sorted
+// backward of roi_sorted.h. Runs on the current stream.
 #include <ATen/cuda/Atomic.cuh>
 
 #include "../entry.h"
-#include "../roi_gather.h"
+#include "../roi_sorted.h"
 #include "launch.cuh"
 
 namespace roi_ops {
@@ -62,30 +62,6 @@ __global__ void backward_atomic_kernel(
   }
 }
 
-template <typename T>
-__global__ void boxes_kernel(
-    const RoiShape s,
-    T spatial_scale,
-    const T* __restrict__ rois,
-    PoolBox<T>* __restrict__ boxes) {
-  ROI_OPS_GRID_STRIDE_LOOP(k, s.num_rois) {
-    boxes[k] = make_pool_box(rois + k * 5, spatial_scale, s.pooled_h, s.pooled_w);
-  }
-}
-
-template <typename scalar_t, typename T>
-__global__ void backward_gather_kernel(
-    const RoiShape s,
-    const scalar_t* __restrict__ grad,
-    const int* __restrict__ argmax,
-    const PoolBox<T>* __restrict__ boxes,
-    T* __restrict__ grad_input) {
-  ROI_OPS_GRID_STRIDE_LOOP(index, s.batch * s.channels * s.height * s.width) {
-    grad_input[index] = pool_grad_at_cell(
-        grad, argmax, boxes, s, unravel(index, s.channels, s.height, s.width));
-  }
-}
-
 struct CudaPool {
   static constexpr auto kInputLayout = at::MemoryFormat::Contiguous;
 
@@ -113,22 +89,14 @@ struct CudaPool {
       const int* argmax,
       bool deterministic,
       T* grad_input) {
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-    if (!deterministic) {
-      const int64_t total = s.num_rois * s.channels * s.pooled_h * s.pooled_w;
-      backward_atomic_kernel<scalar_t, T><<<blocks_for(total), kThreads, 0, stream>>>(
-          s, grad, rois, argmax, grad_input);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (deterministic) {
+      sorted_pool_backward<CudaExec>(s, grad, rois, argmax, grad_input);
       return;
     }
-    at::Tensor boxes = device_buffer<PoolBox<T>>(s.num_rois);
-    auto* boxes_ptr = reinterpret_cast<PoolBox<T>*>(boxes.data_ptr());
-    boxes_kernel<T><<<blocks_for(s.num_rois), kThreads, 0, stream>>>(
-        s, spatial_scale, rois, boxes_ptr);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    const int64_t cells = s.batch * s.channels * s.height * s.width;
-    backward_gather_kernel<scalar_t, T><<<blocks_for(cells), kThreads, 0, stream>>>(
-        s, grad, argmax, boxes_ptr, grad_input);
+    const int64_t total = s.num_rois * s.channels * s.pooled_h * s.pooled_w;
+    backward_atomic_kernel<scalar_t, T>
+        <<<blocks_for(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            s, grad, rois, argmax, grad_input);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };
