@@ -1,7 +1,7 @@
-"""Times the deterministic backward of the ROI ops against the default one,
-on the CPU (where both are callable directly), for one large case:
+"""Times the deterministic backward of the ROI ops against the default one
+(the raw backward ops, called directly), for one large case:
 
-    python benchmarks/bench_deterministic_backward.py [--repeats 3]
+    python benchmarks/bench_deterministic_backward.py [--device cpu|cuda] [--repeats 3]
 
 512 boxes (16 pixels to half the image) on a 1x256x200x200 map at scale 1/4,
 7x7 bins, sampling ratio 2. The CPU runs the same deterministic algorithm as
@@ -32,26 +32,35 @@ def make_case(channels=256, size=200, scale=1 / 4, num_boxes=512, seed=0):
     return x, rois
 
 
-def median_ms(fn, repeats):
+def median_ms(fn, repeats, device):
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    device = torch.device(args.device)
     ops.load()
     roi_ops = torch.ops.roi_ops
     scale, size, ratio = 1 / 4, 7, 2
-    x, rois = make_case(scale=scale)
+    x, rois = (t.to(device) for t in make_case(scale=scale))
     n, c, h, w = x.shape
-    grad = torch.randn(rois.shape[0], c, size, size, generator=torch.Generator().manual_seed(1))
+    grad = torch.randn(rois.shape[0], c, size, size,
+                       generator=torch.Generator().manual_seed(1)).to(device)
     _, argmax = roi_ops.roi_pool(x, rois, scale, size, size)
     cases = {
         "roi_align avg": lambda det: roi_ops._bilinear_backward(
@@ -61,12 +70,14 @@ def main():
         "roi_pool": lambda det: roi_ops._roi_pool_backward(
             grad, rois, argmax, scale, n, c, h, w, det),
     }
-    print(f"{torch.get_num_threads()} threads, x {tuple(x.shape)}, {rois.shape[0]} boxes")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"cpu, {torch.get_num_threads()} threads")
+    print(f"{where}, x {tuple(x.shape)}, {rois.shape[0]} boxes")
     print(f"| {'op':<13} | default ms | deterministic ms | ratio |")
     print(f"|{'-' * 15}|------------|------------------|-------|")
     for name, backward in cases.items():
-        default = median_ms(lambda: backward(False), args.repeats)
-        det = median_ms(lambda: backward(True), args.repeats)
+        default = median_ms(lambda: backward(False), args.repeats, device)
+        det = median_ms(lambda: backward(True), args.repeats, device)
         print(f"| {name:<13} | {default:10.1f} | {det:16.1f} | {det / default:5.2f} |", flush=True)
 
 

@@ -26,7 +26,7 @@ class RPNHead(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        hidden = [F.relu(self.conv(f)) for f in features]
+        hidden = [F.relu(self.conv(f), inplace=True) for f in features]
         return [self.objectness(h) for h in hidden], [self.deltas(h) for h in hidden]
 
 

@@ -24,8 +24,8 @@ class TwoMLPHead(nn.Module):
         self.out_channels = representation_size
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(self.norm6(self.fc6(x.flatten(start_dim=1))))
-        return F.relu(self.norm7(self.fc7(x)))
+        x = F.relu(self.norm6(self.fc6(x.flatten(start_dim=1))), inplace=True)
+        return F.relu(self.norm7(self.fc7(x)), inplace=True)
 
 
 class BoxPredictor(nn.Module):

@@ -35,7 +35,7 @@ class MaskHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         for conv, norm in zip(self.convs, self.norms):
-            x = F.relu(norm(conv(x)))
+            x = F.relu(norm(conv(x)), inplace=True)  # a fresh tensor: no copy needed
         return x
 
 
@@ -51,7 +51,7 @@ class MaskPredictor(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.logits(F.relu(self.upsample(x)))
+        return self.logits(F.relu(self.upsample(x), inplace=True))
 
 
 class MaskBranch(nn.Module):
