@@ -149,6 +149,36 @@ class GeneralizedRCNN(nn.Module):
             return self.forward(images, targets)
 
     @torch.no_grad()
+    def detections_and_validation_losses(self, images: list[Tensor],
+                                         targets: list[dict[str, Tensor]], seed: int = 0
+                                         ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        """What a validation step needs, from one pass of the backbone: the
+        detections of ``self(images)`` in eval mode and the losses of
+        ``validation_losses(images, targets, seed)``, the same values (both
+        read the same features: the evaluation resize, normalization in eval
+        mode). The model must be in eval mode."""
+        if self.training:
+            raise RuntimeError("detections_and_validation_losses() needs the model in eval "
+                               "mode: call model.eval() first")
+        check_images(images)
+        check_targets(images, targets, self.num_classes, self.roi_heads.has_masks)
+        original_sizes = [tuple(image.shape[-2:]) for image in images]
+        batch, sizes, resized = self.transform(images, targets)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        features = self.backbone(batch)
+        maps, batch_size = list(features.values()), tuple(batch.shape[-2:])
+        proposals, _ = self.rpn(maps, sizes, batch_size)
+        detections, _ = self.roi_heads(features, proposals, sizes)
+        detections = self.transform.to_original(detections, sizes, original_sizes)
+        devices = [images[0].device] if images and images[0].is_cuda else []
+        with _losses_in_eval_mode(self), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            proposals, rpn_losses = self.rpn(maps, sizes, batch_size, resized)
+            _, head_losses = self.roi_heads(features, proposals, sizes, resized)
+        return detections, {**rpn_losses, **head_losses}
+
+    @torch.no_grad()
     def predict(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         """Detections for a list of images of any sizes (the model must be in eval mode)."""
         if self.training:

@@ -46,6 +46,25 @@ def test_same_terms_no_gradient_repeatable_and_nothing_disturbed(tmp_path):
     assert all(m.training for m in model.modules()), "train mode not restored"
 
 
+def test_one_backbone_pass_gives_the_same_detections_and_losses(tmp_path):
+    """What validation_step uses: the detections of model(images) and the losses of
+    validation_losses(), exactly, from one pass of the backbone."""
+    model = _model(min_size=80, max_size=110).eval()  # a resize factor other than 1
+    images, targets = _batch(tmp_path)
+    calls = []
+    model.backbone.register_forward_hook(lambda *_: calls.append(1))
+    detections, losses = model.detections_and_validation_losses(images, targets, seed=4)
+    assert len(calls) == 1
+    rng = torch.get_rng_state()
+    alone = model.validation_losses(images, targets, seed=4)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert set(losses) == set(alone) and all(torch.equal(losses[k], alone[k]) for k in alone)
+    for ours, plain in zip(detections, model(images)):
+        assert set(ours) == set(plain) and len(plain["boxes"]) > 0
+        assert all(torch.equal(ours[k], plain[k]) for k in plain)
+    assert not any(m.training for m in model.modules())
+
+
 def test_norms_in_eval_mode_and_the_evaluation_resize(tmp_path):
     """Against the losses computed by hand: the model in train mode with every
     BatchNorm put in eval mode, at the evaluation size, after the same seed.

@@ -298,9 +298,10 @@ class DetectionModule(pl.LightningModule):
         self._rng_to_restore = None
 
     # evaluation -----------------------------------------------------------
-    def _eval_step(self, batch):
+    def _eval_step(self, batch, detections=None):
         images, targets = batch
-        detections = self.model(images)
+        if detections is None:
+            detections = self.model(images)
         dataset = self._dataset()
         ids = [int(t["image_id"]) for t in targets]
         self._results.extend(to_coco_results(detections, ids, dataset.label_to_category,
@@ -308,10 +309,13 @@ class DetectionModule(pl.LightningModule):
         self._image_ids.extend(ids)
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch)
-        if self.hparams.get("val_loss", True):
+        if not self.hparams.get("val_loss", True):
+            self._eval_step(batch)
+        else:  # the detections and the losses from one pass of the backbone
             images, targets = batch
-            losses = self.model.validation_losses(images, targets, seed=batch_idx)
+            detections, losses = self.model.detections_and_validation_losses(
+                images, targets, seed=batch_idx)
+            self._eval_step(batch, detections)
             # averaged over the validation images (and processes)
             self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(images),
                           sync_dist=True)
