@@ -96,8 +96,11 @@ def main():
         images, _ = make_synthetic_coco(tmp, "val", args.images, (480, 640), "mixed", seed=0)
         paths = find_images(images)
         rows = {}
-        fused = copy.deepcopy(ours).fuse()  # what rcnn-predict runs (fuse=true)
-        for name, model in (("torchvision", theirs), ("ours", ours), ("ours, fused", fused)):
+        fused = copy.deepcopy(ours).fuse()
+        # what rcnn-predict runs (channels_last=true fuse=true)
+        fast = copy.deepcopy(ours).set_channels_last().fuse()
+        for name, model in (("torchvision", theirs), ("ours", ours), ("ours, fused", fused),
+                            ("ours, channels-last + fused (rcnn-predict)", fast)):
             rows[name] = throughput(model, paths, Path(tmp) / name, args.batch_size,
                                     args.device, args.repeats)
     weights = f"weights {args.weights}" if args.weights else "random weights"
