@@ -110,6 +110,14 @@ class GeneralizedRCNN(nn.Module):
         self.fused = True
         return self.set_channels_last(self.channels_last)  # folded weights keep the format
 
+    def _features(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None):
+        """The resized batch (channels-last when the model is), each image's
+        size in it, the targets in its frame, and the backbone's features."""
+        batch, sizes, targets = self.transform(images, targets)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch, sizes, targets, self.backbone(batch)
+
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         check_images(images)
         if self.training and self.fused:
@@ -120,10 +128,7 @@ class GeneralizedRCNN(nn.Module):
                 raise ValueError("GeneralizedRCNN: targets are required in training mode")
             check_targets(images, targets, self.num_classes, self.roi_heads.has_masks)
         original_sizes = [tuple(image.shape[-2:]) for image in images]
-        batch, sizes, targets = self.transform(images, targets)
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        features = self.backbone(batch)
+        batch, sizes, targets, features = self._features(images, targets)
         proposals, rpn_losses = self.rpn(list(features.values()), sizes,
                                          tuple(batch.shape[-2:]), targets)
         detections, head_losses = self.roi_heads(features, proposals, sizes, targets)
@@ -163,10 +168,7 @@ class GeneralizedRCNN(nn.Module):
         check_images(images)
         check_targets(images, targets, self.num_classes, self.roi_heads.has_masks)
         original_sizes = [tuple(image.shape[-2:]) for image in images]
-        batch, sizes, resized = self.transform(images, targets)
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        features = self.backbone(batch)
+        batch, sizes, resized, features = self._features(images, targets)
         maps, batch_size = list(features.values()), tuple(batch.shape[-2:])
         proposals, _ = self.rpn(maps, sizes, batch_size)
         detections, _ = self.roi_heads(features, proposals, sizes)
