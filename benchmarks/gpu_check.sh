@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything this project does on an NVIDIA GPU, checked and timed in one go
-# (about 5-8 minutes on an H100-class GPU), then one summary:
+# (estimated 5-8 minutes on an H100-class GPU; not yet measured), then one summary:
 #
 #     bash benchmarks/gpu_check.sh            # from the repository root, deps installed
 #
