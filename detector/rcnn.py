@@ -148,9 +148,7 @@ class GeneralizedRCNN(nn.Module):
         generator seeded with ``seed``, so the losses repeat exactly and the
         training's random state is left untouched. The model's modes are
         restored afterwards."""
-        devices = [images[0].device] if images and images[0].is_cuda else []
-        with _losses_in_eval_mode(self), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with _validation_loss_mode(self, images, seed):
             return self.forward(images, targets)
 
     @torch.no_grad()
@@ -173,9 +171,7 @@ class GeneralizedRCNN(nn.Module):
         proposals, _ = self.rpn(maps, sizes, batch_size)
         detections, _ = self.roi_heads(features, proposals, sizes)
         detections = self.transform.to_original(detections, sizes, original_sizes)
-        devices = [images[0].device] if images and images[0].is_cuda else []
-        with _losses_in_eval_mode(self), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with _validation_loss_mode(self, images, seed):
             proposals, rpn_losses = self.rpn(maps, sizes, batch_size, resized)
             _, head_losses = self.roi_heads(features, proposals, sizes, resized)
         return detections, {**rpn_losses, **head_losses}
@@ -189,17 +185,21 @@ class GeneralizedRCNN(nn.Module):
 
 
 @contextlib.contextmanager
-def _losses_in_eval_mode(model: GeneralizedRCNN):
+def _validation_loss_mode(model: GeneralizedRCNN, images: list[Tensor], seed: int):
     """The loss path (train mode) with normalization, dropout and the resize as
-    in evaluation."""
+    in evaluation, its sampling drawn from a generator seeded with ``seed``
+    (forked: the caller's random state is left as it was)."""
     modes = {module: module.training for module in model.modules()}
+    devices = [images[0].device] if images and images[0].is_cuda else []
     try:
         model.train()
         model.transform.eval()
         for module in model.modules():
             if isinstance(module, (_NormBase, _DropoutNd)):
                 module.eval()
-        yield
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
     finally:
         for module, training in modes.items():
             module.training = training
