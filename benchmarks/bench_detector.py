@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
+from timing import median_seconds
 
 
 def torchvision_model(size: int):
@@ -86,10 +85,6 @@ def worker(variant: str, device: str, size: int, repeats: int, weights: str) -> 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     def train_step():
         model.train()
         losses = model(images, targets)
@@ -103,15 +98,7 @@ def worker(variant: str, device: str, size: int, repeats: int, weights: str) -> 
             return m(images)
 
     def median_time(fn) -> float:
-        fn()  # warm-up
-        times = []
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return median_seconds(fn, repeats, device)
 
     # Inference first, on the weights as loaded: a training step changes them,
     # and with them how many detections reach the mask head.

@@ -12,10 +12,9 @@ backward's (it should) or like map size times boxes (it must not).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import median_seconds
 
 import ops
 
@@ -30,22 +29,6 @@ def make_case(channels=256, size=200, scale=1 / 4, num_boxes=512, seed=0):
     y1 = (image - h) * torch.rand(num_boxes, generator=g)
     rois = torch.stack([torch.zeros(num_boxes), x1, y1, x1 + w, y1 + h], dim=1)
     return x, rois
-
-
-def median_ms(fn, repeats, device):
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main():
@@ -76,8 +59,8 @@ def main():
     print(f"| {'op':<13} | default ms | deterministic ms | ratio |")
     print(f"|{'-' * 15}|------------|------------------|-------|")
     for name, backward in cases.items():
-        default = median_ms(lambda: backward(False), args.repeats, device)
-        det = median_ms(lambda: backward(True), args.repeats, device)
+        default = median_seconds(lambda: backward(False), args.repeats, device) * 1e3
+        det = median_seconds(lambda: backward(True), args.repeats, device) * 1e3
         print(f"| {name:<13} | {default:10.1f} | {det:16.1f} | {det / default:5.2f} |", flush=True)
 
 

@@ -13,11 +13,10 @@ torchvision's time divided by ours (> 1: ours is faster).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torchvision
+from timing import median_seconds
 
 import ops
 
@@ -45,19 +44,9 @@ def make_case(device, height, width, scale, images=2, channels=256, per_image=51
     return x, rois
 
 
-def timed(fn, device, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+def timed(fn, device, repeats):
+    """Median milliseconds of fn after two warm-up calls."""
+    return median_seconds(fn, repeats, device, warmup=2) * 1e3
 
 
 def forward_backward(op, x, rois, grad):
