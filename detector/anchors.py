@@ -43,10 +43,10 @@ class AnchorGenerator(nn.Module):
         levels = []
         for (h, w), sizes, ratios in zip(feature_sizes, self.sizes, self.aspect_ratios):
             stride_y, stride_x = image_size[0] // h, image_size[1] // w
-            ys = torch.arange(h, dtype=torch.int32, device=device) * stride_y
-            xs = torch.arange(w, dtype=torch.int32, device=device) * stride_x
-            shift_y, shift_x = torch.meshgrid(ys, xs, indexing="ij")
-            shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
+            # cells row by row; from one arange rather than a reshaped meshgrid, so
+            # that torch.export needs no assumption on whether h or w is 1
+            cell = torch.arange(h * w, dtype=torch.int32, device=device)
+            shift_y, shift_x = (cell // w) * stride_y, (cell % w) * stride_x
             shifts = torch.stack([shift_x, shift_y, shift_x, shift_y], dim=1)
             base = self.base_anchors(sizes, ratios, dtype, device)
             levels.append((shifts.view(-1, 1, 4) + base.view(1, -1, 4)).reshape(-1, 4))

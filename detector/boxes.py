@@ -8,7 +8,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torchvision
 from torch import Tensor
+
+import ops
 
 
 class BoxCoder:
@@ -57,3 +60,21 @@ class BoxCoder:
             torch.exp(dh) * heights[:, None])
         return torch.stack([pred_x - half_w, pred_y - half_h, pred_x + half_w, pred_y + half_h],
                            dim=2)
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float,
+                max_coordinate: float | int | Tensor) -> Tensor:
+    """NMS within each group (class, pyramid level) separately: the indices
+    kept, by decreasing score. ``max_coordinate`` bounds the boxes'
+    coordinates (e.g. the longer side of the image they are clipped to).
+
+    Eager this is torchvision's batched_nms. Under torch.export it is the
+    coordinate-offset form (each group's boxes moved apart by more than
+    ``max_coordinate``, then one ops.nms), which has no data-dependent branch
+    and no operator outside this project's; the two agree up to the float
+    rounding of the offset coordinates.
+    """
+    if not torch.compiler.is_exporting():
+        return torchvision.ops.batched_nms(boxes, scores, groups, iou_threshold)
+    offsets = groups.to(boxes.dtype)[:, None] * (max_coordinate + 1)
+    return ops.nms(boxes + offsets, scores, iou_threshold)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import box_iou, clip_boxes_to_image, remove_small_boxes
 
 from .anchors import AnchorGenerator
-from .boxes import BoxCoder
+from .boxes import BoxCoder, batched_nms
 from .matching import BalancedSampler, Matcher
 
 
@@ -109,7 +109,8 @@ class RegionProposalNetwork(nn.Module):
             boxes, image_scores, image_levels = boxes[keep], image_scores[keep], image_levels[keep]
             keep = torch.nonzero(image_scores >= self.score_thresh).flatten()
             boxes, image_scores, image_levels = boxes[keep], image_scores[keep], image_levels[keep]
-            keep = batched_nms(boxes, image_scores, image_levels, self.nms_thresh)
+            keep = batched_nms(boxes, image_scores, image_levels, self.nms_thresh,
+                              torch.sym_max(*size))
             result.append(boxes[keep[: self.post_nms_top_n[self._mode()]]])
         return result
 

@@ -3,7 +3,6 @@ normalization, batching with padding; and mapping results back."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -72,9 +71,11 @@ class ImageTransform(nn.Module):
         min_size = self.min_size if min_size is None else min_size
         if min_size is None:
             return 1.0
-        scale = min_size / min(size)
+        # sym_min/sym_max: the same as min/max on numbers, and no branch on the
+        # image's shape under torch.export (a symbolic size)
+        scale = min_size / torch.sym_min(*size)
         if self.max_size is not None:
-            scale = min(scale, self.max_size / max(size))
+            scale = torch.sym_min(scale, self.max_size / torch.sym_max(*size))
         return scale
 
     def _min_size(self) -> int | None:
@@ -85,8 +86,8 @@ class ImageTransform(nn.Module):
     def resize(self, image: Tensor, target: dict[str, Tensor] | None):
         original = tuple(image.shape[-2:])
         scale = self.scale_for(original, self._min_size())
-        if scale == 1.0:
-            return image, target
+        if not torch.compiler.is_exporting() and scale == 1.0:
+            return image, target  # (exported: resampling at factor 1 is the identity)
         image = F.interpolate(image[None], scale_factor=scale, mode="bilinear",
                               recompute_scale_factor=True, align_corners=False)[0]
         if target is not None:
@@ -113,10 +114,11 @@ class ImageTransform(nn.Module):
         height = max(s[0] for s in sizes)
         width = max(s[1] for s in sizes)
         d = self.size_divisible
-        height, width = int(math.ceil(height / d) * d), int(math.ceil(width / d) * d)
-        batch = resized[0].new_zeros((len(resized), resized[0].shape[0], height, width))
-        for b, image in zip(batch, resized):
-            b[:, : image.shape[1], : image.shape[2]].copy_(image)
+        height, width = -(-height // d) * d, -(-width // d) * d  # rounded up, in integers
+        # zeros to the right and below (F.pad, not a copy into a slice: no branch on
+        # whether an image already fills the batch, for torch.export)
+        batch = torch.stack([F.pad(image, (0, width - image.shape[-1], 0, height - image.shape[-2]))
+                             for image in resized])
         return batch, sizes, (out_targets if targets is not None else None)
 
     @staticmethod

@@ -1,7 +1,7 @@
 """The project's ROI operators: roi_pool, roi_warp and roi_align.
 
 Kernels in C++ (CPU, all cores) and CUDA, registered as real PyTorch operators
-under ``torch.ops.roi_ops``; ``ops.reference`` holds a pure-PyTorch definition
+under ``torch.ops.roi_ops`` (with ``nms``, the detector's non-maximum suppression); ``ops.reference`` holds a pure-PyTorch definition
 of each. Importing ``ops`` compiles nothing: the kernels are compiled for this
 machine on first use (once, about 30 s; then cached and loaded in
 milliseconds). ``ops.load()`` does it up front, e.g. before using
@@ -11,6 +11,7 @@ milliseconds). ``ops.load()`` does it up front, e.g. before using
 from ._build import BuildError
 from ._library import has_cuda_kernels
 from ._library import kernels as _kernels
+from .nms import nms
 from .roi_align import RoIAlign, roi_align
 from .roi_pool import RoIPool, roi_pool
 from .roi_warp import RoIWarp, roi_warp
@@ -23,5 +24,5 @@ def load() -> None:
     _kernels()
 
 
-__all__ = ["BuildError", "RoIAlign", "RoIPool", "RoIWarp", "has_cuda_kernels", "load",
+__all__ = ["BuildError", "RoIAlign", "RoIPool", "RoIWarp", "has_cuda_kernels", "load", "nms",
            "roi_align", "roi_pool", "roi_warp"]

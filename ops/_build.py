@@ -59,7 +59,8 @@ def _cpp_extension():
 
 
 def cpu_sources() -> list[Path]:
-    return [_CSRC / "ops.cpp", _CSRC / "checks.cpp", *sorted((_CSRC / "cpu").glob("*.cpp"))]
+    return [_CSRC / "ops.cpp", _CSRC / "checks.cpp", _CSRC / "nms.cpp",
+            *sorted((_CSRC / "cpu").glob("*.cpp"))]
 
 
 def cuda_sources() -> list[Path]:

@@ -59,6 +59,13 @@ def _roi_pool_fake(input, rois, spatial_scale, pooled_height, pooled_width):
     return output, torch.empty_like(output, dtype=torch.int32)
 
 
+@_fake("roi_ops::nms")
+def _nms_fake(boxes, scores, iou_threshold):
+    kept = torch.library.get_ctx().new_dynamic_size()  # data-dependent: how many survive
+    torch._check(kept <= boxes.shape[0])
+    return boxes.new_empty((kept,), dtype=torch.int64)
+
+
 @_fake("roi_ops::_bilinear_backward")
 def _bilinear_backward_fake(grad, rois, input, spatial_scale, batch_size, channels,
                             height, width, sampling_ratio, box_mode, max_mode,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
-from ..boxes import BoxCoder
+from ..boxes import BoxCoder, batched_nms
 
 
 class TwoMLPHead(nn.Module):
@@ -91,7 +91,8 @@ class BoxBranch(nn.Module):
             image_boxes, image_scores, labels = image_boxes[keep], image_scores[keep], labels[keep]
             keep = remove_small_boxes(image_boxes, self.min_size)
             image_boxes, image_scores, labels = image_boxes[keep], image_scores[keep], labels[keep]
-            keep = batched_nms(image_boxes, image_scores, labels, self.nms_thresh)
+            keep = batched_nms(image_boxes, image_scores, labels, self.nms_thresh,
+                              torch.sym_max(*size))
             keep = keep[: self.detections_per_image]
             results.append({"boxes": image_boxes[keep], "scores": image_scores[keep],
                             "labels": labels[keep]})

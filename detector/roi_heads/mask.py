@@ -88,4 +88,4 @@ class MaskBranch(nn.Module):
         all_labels = torch.cat(labels)
         probs = mask_logits[torch.arange(all_labels.shape[0], device=all_labels.device),
                             all_labels].sigmoid()[:, None]
-        return list(probs.split([len(label) for label in labels]))
+        return list(probs.split([label.shape[0] for label in labels]))

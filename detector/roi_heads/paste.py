@@ -38,9 +38,6 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int],
     Separable, so all masks are pasted in two batched matrix products.
     """
     height, width = image_size
-    n = masks.shape[0]
-    if n == 0:
-        return masks.new_zeros((0, 1, height, width))
     size = masks.shape[-1]
     padded = F.pad(masks[:, 0], (padding,) * 4)
     scale = (size + 2 * padding) / size
