@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from .drawing import draw
 from .evaluation import to_coco_results
+from .export import ExportedDetector
 from .loading import load
 from .rcnn import GeneralizedRCNN
 from .torchvision_compat import from_torchvision
@@ -103,9 +104,9 @@ def _batches(paths: Sequence[Path], size: int) -> Iterator[list[tuple[int, Path,
         yield batch
 
 
-def predict(model: GeneralizedRCNN, paths: Sequence[Path], output: str | os.PathLike,
+def predict(model: GeneralizedRCNN | ExportedDetector, paths: Sequence[Path], output: str | os.PathLike,
             batch_size: int = 2, device: str = "auto", score_threshold: float = 0.5) -> list:
-    """Runs ``model`` on ``paths`` in batches; writes the pictures and
+    """Runs ``model`` (a detector, or an exported one) on ``paths`` in batches; writes the pictures and
     predictions.json into ``output``; returns the COCO results. An entry's
     ``image_id`` is the image's index in ``paths``; ``category_id`` is the
     training data's category id of the label (the model's ``category_ids``;

@@ -88,8 +88,10 @@ class ImageTransform(nn.Module):
         scale = self.scale_for(original, self._min_size())
         if not torch.compiler.is_exporting() and scale == 1.0:
             return image, target  # (exported: resampling at factor 1 is the identity)
-        image = F.interpolate(image[None], scale_factor=scale, mode="bilinear",
-                              recompute_scale_factor=True, align_corners=False)[0]
+        # the output size as F.interpolate(scale_factor=scale) rounds it (down), given
+        # as a size so that an exported resize samples exactly as this one does
+        size = (torch.sym_int(original[0] * scale), torch.sym_int(original[1] * scale))
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
         if target is not None:
             target = dict(target)
             ratio_h, ratio_w = (torch.tensor(new, dtype=torch.float32)

@@ -18,16 +18,40 @@ def _main(cfg: DictConfig) -> None:
     from ..predict import find_images, load_model, predict
 
     inference = OmegaConf.to_container(cfg.get("inference") or {}, resolve=True)
-    model = load_model(cfg.get("ckpt_path"), cfg.get("torchvision"), cfg.get("weights"),
-                       cfg.get("min_size"), cfg.get("max_size"), inference)
-    if cfg.get("channels_last", True):
-        model.set_channels_last()
-    if cfg.get("fuse", True):
-        model.fuse()  # BatchNorm folded into the convolutions: the same detections, faster
+    if cfg.get("model"):
+        model = _exported(cfg, inference)
+    else:
+        model = load_model(cfg.get("ckpt_path"), cfg.get("torchvision"), cfg.get("weights"),
+                           cfg.get("min_size"), cfg.get("max_size"), inference)
+        if cfg.get("channels_last", True):
+            model.set_channels_last()
+        if cfg.get("fuse", True):
+            model.fuse()  # BatchNorm folded into the convolutions: the same detections, faster
     paths = find_images(cfg.input)
     results = predict(model, paths, cfg.output, cfg.batch_size, cfg.device, cfg.score_threshold)
     print(f"{len(results)} detections in {len(paths)} images; pictures and predictions.json "
           f"in {cfg.output}")
+
+
+def _exported(cfg: DictConfig, inference: dict):
+    """The exported model of model=FILE; its resize and inference settings are
+    in its graph, so setting them here is an error rather than ignored."""
+    from hydra.utils import to_absolute_path
+
+    from ..export import ExportedDetector
+
+    given = [key for key in ("ckpt_path", "torchvision", "weights", "min_size", "max_size")
+             if cfg.get(key) is not None]
+    given += [f"inference.{key}" for key, value in inference.items() if value is not None]
+    if given:
+        raise SystemExit(f"error: model={cfg.model} is an exported model, whose resize and "
+                         f"inference settings were fixed by rcnn-export; drop {', '.join(given)} "
+                         "(or export again with them)")
+    if cfg.device not in ("auto", "cpu"):
+        raise SystemExit(f"error: model={cfg.model}: exported models run on the CPU here "
+                         f"(device={cfg.device})")
+    cfg.device = "cpu"
+    return ExportedDetector(to_absolute_path(cfg.model))
 
 
 def main() -> None:
