@@ -116,7 +116,9 @@ class ImageTransform(nn.Module):
         height = max(s[0] for s in sizes)
         width = max(s[1] for s in sizes)
         d = self.size_divisible
-        height, width = -(-height // d) * d, -(-width // d) * d  # rounded up, in integers
+        # rounded up, in integers; no floor division of a negative number, which the
+        # ONNX exporter turns into a truncating one
+        height, width = (height + d - 1) // d * d, (width + d - 1) // d * d
         # zeros to the right and below (F.pad, not a copy into a slice: no branch on
         # whether an image already fills the batch, for torch.export)
         batch = torch.stack([F.pad(image, (0, width - image.shape[-1], 0, height - image.shape[-2]))

@@ -83,7 +83,7 @@ def _eager(ckpt, **ops_):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["pt2"])  # ONNX: not yet at parity (README, Status)
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
 def test_exported_model_gives_the_eager_detections(learned_small, tmp_path, fmt):
     ckpt, images = learned_small
     model = _eager(ckpt)
@@ -157,11 +157,10 @@ OPERATORS = {
 }
 
 
-# ONNX is not in this list yet: under keep_everything its RPN keeps 1023 of the
-# 1536 proposals the eager model and the .pt2 keep (issue 17's open item)
 @pytest.mark.parametrize("fmt, operators", [("pt2", "align_avg+warp_max"),
-                                            ("pt2", "pool+align_max_adaptive"),
-                                            ("pt2", "warp_avg+align_legacy")])
+                                            ("onnx", "align_avg+warp_max"),
+                                            ("onnx", "pool+align_max_adaptive"),
+                                            ("onnx", "warp_avg+align_legacy")])
 def test_every_stage_and_operator_exported(tmp_path, fmt, operators):
     model = _with_op(_tiny(), **OPERATORS[operators])
     exported = ExportedDetector(export(model, tmp_path / f"model.{fmt}"))

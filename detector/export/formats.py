@@ -19,7 +19,7 @@ ONNX_OPSET = 18
 
 def export(model: GeneralizedRCNN, output: str | os.PathLike, format: str | None = None
            ) -> Path:
-    """Writes ``model`` (eval mode, on the CPU) to ``output`` as a .pt2
+    """Writes ``model`` (in eval mode, on the CPU) to ``output`` as a .pt2
     program or an .onnx model (``format``; default: from the suffix) and
     returns the path. The file is written whole or not at all."""
     output = Path(output)
@@ -31,7 +31,7 @@ def export(model: GeneralizedRCNN, output: str | os.PathLike, format: str | None
         raise ValueError(f"export: output={output} should end in .{format} for format={format}")
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("export: move the model to the CPU first (model.cpu())")
-    program = trace(model.eval())
+    program = trace(model)
     info = json.dumps(metadata(model))
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
