@@ -34,7 +34,7 @@ HELP = {
     "rcnn-report": ["usage: rcnn-report", "--baseline"],
     "rcnn-explain": ["usage: rcnn-explain", "--image-size H W"],
     "rcnn-lightning": ["usage: rcnn-lightning", "fit"],
-    "rcnn-export": ["output: ???", "format: null", "rcnn-predict model=FILE"],
+    "rcnn-export": ["output: ???", "format: null", "rcnn-predict exported=FILE"],
 }
 
 

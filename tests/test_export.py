@@ -216,7 +216,7 @@ def _run(module, *args, cwd):
 
 @pytest.mark.slow
 def test_commands_export_and_predict_alike(learned_small, tmp_path):
-    """rcnn-export (fused, channels-last by default) then rcnn-predict model=FILE
+    """rcnn-export (fused, channels-last by default) then rcnn-predict exported=FILE
     writes the predictions.json of rcnn-predict ckpt_path=..."""
     ckpt, images = learned_small
     photos = tmp_path / "photos"
@@ -227,7 +227,7 @@ def test_commands_export_and_predict_alike(learned_small, tmp_path):
     done = _run("detector.cli.export", f"ckpt_path={ckpt}", "output=model.pt2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     results = {}
-    for name, source in (("eager", f"ckpt_path={ckpt}"), ("exported", "model=model.pt2")):
+    for name, source in (("eager", f"ckpt_path={ckpt}"), ("exported", "exported=model.pt2")):
         done = _run("detector.cli.predict", source, f"input={photos}", f"output={name}",
                     "batch_size=1", cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -259,7 +259,7 @@ def test_unsupported_settings_are_named(tmp_path):
         exported.predict([torch.rand(3, 8, 100)])
     with pytest.raises(ValueError, match="run on the CPU"):
         exported.to("cuda")
-    done = _run("detector.cli.predict", f"model={path}", "min_size=200", "input=.",
+    done = _run("detector.cli.predict", f"exported={path}", "min_size=200", "input=.",
                 "inference.score_thresh=0.2", cwd=tmp_path)
     assert done.returncode != 0
     assert "drop min_size, inference.score_thresh" in done.stderr

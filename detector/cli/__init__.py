@@ -6,7 +6,7 @@
     rcnn-report     the table and chart of a study's runs
     rcnn-explain    how the ROI operators place one box on the feature grid
     rcnn-lightning  Lightning's own command line (fit/validate/test/predict --config)
-    rcnn-export     write a detector as a .pt2 program or an .onnx model (rcnn-predict model=FILE)
+    rcnn-export     write a detector as a .pt2 program or an .onnx model (rcnn-predict exported=FILE)
 
 The Hydra apps read their configs from the package (pkg://detector.configs, the
 repository's configs/ folder); --config-dir DIR adds a folder of your own whose

@@ -2,7 +2,7 @@
 
     rcnn-export ckpt_path=outputs/RUN/checkpoints/last.ckpt output=model.onnx
     rcnn-export torchvision=maskrcnn_resnet50_fpn weights=maskrcnn.pth output=model.pt2
-    rcnn-predict model=model.onnx input=photos/    the same pictures and predictions.json
+    rcnn-predict exported=model.onnx input=photos/    the same pictures and predictions.json
 """
 
 import sys
@@ -31,7 +31,7 @@ def _main(cfg: DictConfig) -> None:
         model.fuse()
     path = export(model, output, cfg.get("format"))
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); run it with "
-          f"rcnn-predict model={path} input=...")
+          f"rcnn-predict exported={path} input=...")
 
 
 def main() -> None:

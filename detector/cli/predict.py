@@ -18,7 +18,7 @@ def _main(cfg: DictConfig) -> None:
     from ..predict import find_images, load_model, predict
 
     inference = OmegaConf.to_container(cfg.get("inference") or {}, resolve=True)
-    if cfg.get("model"):
+    if cfg.get("exported"):
         model = _exported(cfg, inference)
     else:
         model = load_model(cfg.get("ckpt_path"), cfg.get("torchvision"), cfg.get("weights"),
@@ -34,7 +34,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def _exported(cfg: DictConfig, inference: dict):
-    """The exported model of model=FILE; its resize and inference settings are
+    """The exported model of exported=FILE; its resize and inference settings are
     in its graph, so setting them here is an error rather than ignored."""
     from hydra.utils import to_absolute_path
 
@@ -44,14 +44,14 @@ def _exported(cfg: DictConfig, inference: dict):
              if cfg.get(key) is not None]
     given += [f"inference.{key}" for key, value in inference.items() if value is not None]
     if given:
-        raise SystemExit(f"error: model={cfg.model} is an exported model, whose resize and "
+        raise SystemExit(f"error: exported={cfg.exported} is an exported model, whose resize and "
                          f"inference settings were fixed by rcnn-export; drop {', '.join(given)} "
                          "(or export again with them)")
     if cfg.device not in ("auto", "cpu"):
-        raise SystemExit(f"error: model={cfg.model}: exported models run on the CPU here "
+        raise SystemExit(f"error: exported={cfg.exported}: exported models run on the CPU here "
                          f"(device={cfg.device})")
     cfg.device = "cpu"
-    return ExportedDetector(to_absolute_path(cfg.model))
+    return ExportedDetector(to_absolute_path(cfg.exported))
 
 
 def main() -> None:

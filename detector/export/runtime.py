@@ -25,14 +25,14 @@ class ExportedDetector:
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"model={self.path}: no such file")
+            raise FileNotFoundError(f"exported={self.path}: no such file")
         self.format = self.path.suffix.lstrip(".")
         if self.format == "pt2":
             self._run, info = _load_pt2(self.path)
         elif self.format == "onnx":
             self._run, info = _load_onnx(self.path, num_threads)
         else:
-            raise ValueError(f"model={self.path}: an exported model ends in .pt2 or .onnx")
+            raise ValueError(f"exported={self.path}: an exported model ends in .pt2 or .onnx")
         self.metadata = info
         self.class_names = info["class_names"]
         self.category_ids = info["category_ids"]
@@ -41,7 +41,7 @@ class ExportedDetector:
 
     def to(self, device: str | torch.device) -> ExportedDetector:
         if torch.device(device).type != "cpu":
-            raise ValueError(f"model={self.path}: exported models run on the CPU here "
+            raise ValueError(f"exported={self.path}: exported models run on the CPU here "
                              f"(device={device})")
         return self
 
@@ -58,16 +58,16 @@ class ExportedDetector:
 
     def _check(self, image: Tensor) -> None:
         if image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"model={self.path}: images must be [3, H, W], got shape "
+            raise ValueError(f"exported={self.path}: images must be [3, H, W], got shape "
                              f"{tuple(image.shape)}")
         height, width = image.shape[-2:]
         if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
-            raise ValueError(f"model={self.path}: an image of {height}x{width} is outside "
+            raise ValueError(f"exported={self.path}: an image of {height}x{width} is outside "
                              f"the exported sizes ({MIN_SIDE} to {MAX_SIDE} pixels a side)")
         resized = _resized(height, width, self.metadata["min_size"], self.metadata["max_size"])
         if min(resized) < MIN_RESIZED_SIDE:
             raise ValueError(
-                f"model={self.path}: an image of {height}x{width} is resized to "
+                f"exported={self.path}: an image of {height}x{width} is resized to "
                 f"{resized[0]}x{resized[1]}; exported models need both sides resized to at "
                 f"least {MIN_RESIZED_SIDE} pixels (an aspect ratio this far from square is "
                 "not supported; crop the image or run the checkpoint instead)")
@@ -102,7 +102,7 @@ def _load_onnx(path: Path, num_threads: int | None):
     try:
         import onnxruntime
     except ImportError as error:
-        raise RuntimeError(f"model={path}: running an .onnx model needs onnxruntime: pip "
+        raise RuntimeError(f"exported={path}: running an .onnx model needs onnxruntime: pip "
                            "install 'roi-rcnn[export]'") from error
     options = onnxruntime.SessionOptions()
     if num_threads:
@@ -111,7 +111,7 @@ def _load_onnx(path: Path, num_threads: int | None):
                                            providers=["CPUExecutionProvider"])
     info = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if info is None:
-        raise ValueError(f"model={path}: not an ONNX model written by rcnn-export (it has no "
+        raise ValueError(f"exported={path}: not an ONNX model written by rcnn-export (it has no "
                          f"{METADATA_KEY} metadata)")
 
     def run(image: Tensor) -> list[Tensor]:
