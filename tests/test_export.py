@@ -188,7 +188,7 @@ import json, sys, torch
 import ops
 ops.load()
 program = torch.export.load(sys.argv[1])
-image = torch.load(sys.argv[2])
+image = torch.load(sys.argv[2], weights_only=True)
 out = program.module()(image)
 assert not any(m == "detector" or m.startswith("detector.") for m in sys.modules)
 torch.save(out, sys.argv[3])
@@ -203,7 +203,7 @@ def test_program_reloads_in_a_process_with_only_ops(learned_small, tmp_path):
     torch.save(images[0], tmp_path / "image.pt")
     subprocess.run([sys.executable, "-c", FRESH, str(path), str(tmp_path / "image.pt"),
                     str(tmp_path / "out.pt")], check=True)
-    boxes, scores, labels, masks = torch.load(tmp_path / "out.pt")
+    boxes, scores, labels, masks = torch.load(tmp_path / "out.pt", weights_only=True)
     theirs = {"boxes": boxes, "scores": scores, "labels": labels, "masks": masks}
     assert assert_same_detections(model.predict(images[:1])[0], theirs,
                                   model.mask_threshold) >= 1

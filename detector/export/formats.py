@@ -32,19 +32,18 @@ def export(model: GeneralizedRCNN, output: str | os.PathLike, format: str | None
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("export: move the model to the CPU first (model.cpu())")
     program = trace(model)
-    info = json.dumps(metadata(model))
+    info = metadata(model)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     if format == "pt2":
-        torch.export.save(program, partial, extra_files={METADATA_KEY: info})
+        torch.export.save(program, partial, extra_files={METADATA_KEY: json.dumps(info)})
     else:
-        _write_onnx(program, partial, info, model)
+        _write_onnx(program, partial, info)
     os.replace(partial, output)
     return output
 
 
-def _write_onnx(program: torch.export.ExportedProgram, path: Path, info: str,
-                model: GeneralizedRCNN) -> None:
+def _write_onnx(program: torch.export.ExportedProgram, path: Path, info: dict) -> None:
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
@@ -53,11 +52,9 @@ def _write_onnx(program: torch.export.ExportedProgram, path: Path, info: str,
                            "'roi-rcnn[export]'") from error
     import ops.onnx
 
-    from .graph import InferenceGraph
-
     onnx_program = torch.onnx.export(
         program, dynamo=True, opset_version=ONNX_OPSET, external_data=False,
         custom_translation_table=ops.onnx.translation_table(), input_names=["image"],
-        output_names=list(InferenceGraph(model).output_names()))
-    onnx_program.model.metadata_props[METADATA_KEY] = info
+        output_names=info["outputs"])
+    onnx_program.model.metadata_props[METADATA_KEY] = json.dumps(info)
     onnx_program.save(str(path))

@@ -63,6 +63,6 @@ def metadata(model: GeneralizedRCNN) -> dict:
     transform = model.transform
     return {"format_version": 1, "class_names": model.class_names,
             "category_ids": model.category_ids, "mask_threshold": model.mask_threshold,
-            "has_masks": model.roi_heads.has_masks, "min_size": transform.min_size,
+            "min_size": transform.min_size,
             "max_size": transform.max_size, "inference": model.inference_settings(),
             "outputs": list(InferenceGraph(model).output_names())}

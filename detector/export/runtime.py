@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..transform import ImageTransform
 from .formats import METADATA_KEY
 from .graph import MAX_SIDE, MIN_RESIZED_SIDE, MIN_SIDE
 
@@ -38,6 +39,7 @@ class ExportedDetector:
         self.category_ids = info["category_ids"]
         self.mask_threshold = info["mask_threshold"]
         self.outputs = info["outputs"]
+        self._transform = ImageTransform(info["min_size"], info["max_size"])
 
     def to(self, device: str | torch.device) -> ExportedDetector:
         if torch.device(device).type != "cpu":
@@ -64,24 +66,14 @@ class ExportedDetector:
         if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
             raise ValueError(f"exported={self.path}: an image of {height}x{width} is outside "
                              f"the exported sizes ({MIN_SIDE} to {MAX_SIDE} pixels a side)")
-        resized = _resized(height, width, self.metadata["min_size"], self.metadata["max_size"])
+        scale = self._transform.scale_for((height, width))  # as the graph's resize
+        resized = int(height * scale), int(width * scale)
         if min(resized) < MIN_RESIZED_SIDE:
             raise ValueError(
                 f"exported={self.path}: an image of {height}x{width} is resized to "
                 f"{resized[0]}x{resized[1]}; exported models need both sides resized to at "
                 f"least {MIN_RESIZED_SIDE} pixels (an aspect ratio this far from square is "
                 "not supported; crop the image or run the checkpoint instead)")
-
-
-def _resized(height: int, width: int, min_size: int | None, max_size: int | None
-             ) -> tuple[int, int]:
-    """The size ImageTransform resizes an image to (its scale_for, then floor)."""
-    if min_size is None:
-        return height, width
-    scale = min_size / min(height, width)
-    if max_size is not None:
-        scale = min(scale, max_size / max(height, width))
-    return int(height * scale), int(width * scale)
 
 
 def _load_pt2(path: Path):
