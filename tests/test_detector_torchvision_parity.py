@@ -33,6 +33,17 @@ def _images():
     return [torch.rand(3, 300, 410, generator=g), torch.rand(3, 260, 340, generator=g)]
 
 
+def _without_subpixel_masks(detections: dict) -> dict:
+    """The detections with the masks of boxes under 1 px wide or tall blanked: such
+    a box's pasted mask is the one pixel column (or row) that the rounding of its
+    edges picks, and boxes equal to 1e-4 px can pick neighbouring columns (seen
+    here: a box 0.2 px wide at x = 229.8, whose column 229 differed)."""
+    sides = detections["boxes"][:, 2:] - detections["boxes"][:, :2]
+    masks = detections["masks"].clone()
+    masks[(sides < 1).any(dim=1)] = 0
+    return {**detections, "masks": masks}
+
+
 @pytest.mark.parametrize("name, cls", [("maskrcnn_resnet50_fpn", MaskRCNN),
                                        ("fasterrcnn_resnet50_fpn", FasterRCNN)])
 def test_same_detections_as_torchvision(name, cls):
@@ -47,6 +58,8 @@ def test_same_detections_as_torchvision(name, cls):
         assert ("masks" in o) == (name.startswith("mask"))
         if "masks" in o:
             assert o["masks"].shape == t["masks"].shape == (len(t["boxes"]), 1, *image.shape[-2:])
+        if "masks" in o:
+            o, t = _without_subpixel_masks(o), _without_subpixel_masks(t)
         # in any order: near-equal scores may swap places on another CPU
         assert_same_detections(o, t, score_atol=1e-4, box_atol=0.05,
                                mask_atol=5e-3 if "masks" in o else None)

@@ -157,13 +157,29 @@ OPERATORS = {
 }
 
 
+@pytest.fixture(scope="module")
+def tiny_program(tmp_path_factory):
+    """The tiny model with align_avg+warp_max and its .pt2, exported once for the
+    tests that need a program (an export takes about 20 s here)."""
+    model = _with_op(_tiny(), **OPERATORS["align_avg+warp_max"])
+    return model, export(model, tmp_path_factory.mktemp("tiny") / "model.pt2")
+
+
 @pytest.mark.parametrize("fmt, operators", [("pt2", "align_avg+warp_max"),
                                             ("onnx", "align_avg+warp_max"),
-                                            ("onnx", "pool+align_max_adaptive"),
-                                            ("onnx", "warp_avg+align_legacy")])
-def test_every_stage_and_operator_exported(tmp_path, fmt, operators):
-    model = _with_op(_tiny(), **OPERATORS[operators])
-    exported = ExportedDetector(export(model, tmp_path / f"model.{fmt}"))
+                                            # the other operators' translations are
+                                            # tested alone in test_ops_onnx.py (not slow)
+                                            pytest.param("onnx", "pool+align_max_adaptive",
+                                                         marks=pytest.mark.slow),
+                                            pytest.param("onnx", "warp_avg+align_legacy",
+                                                         marks=pytest.mark.slow)])
+def test_every_stage_and_operator_exported(tmp_path, tiny_program, fmt, operators):
+    if fmt == "pt2":
+        model, path = tiny_program
+    else:
+        model = _with_op(_tiny(), **OPERATORS[operators])
+        path = export(model, tmp_path / f"model.{fmt}")
+    exported = ExportedDetector(path)
     images = _images()
     for image, eager, theirs in zip(images, _one_by_one(model, images), exported.predict(images)):
         assert theirs["masks"].shape == (len(eager["scores"]), 1, *image.shape[-2:])
@@ -173,7 +189,7 @@ def test_every_stage_and_operator_exported(tmp_path, fmt, operators):
 @pytest.mark.parametrize("build", [
     functools.partial(detector.c4_rcnn, masks=False),
     functools.partial(detector.c5_rcnn, masks=True),
-    functools.partial(detector.fpn_rcnn, masks=False),
+    pytest.param(functools.partial(detector.fpn_rcnn, masks=False), marks=pytest.mark.slow),
 ], ids=["faster_c4", "mask_c5", "faster_fpn"])
 def test_program_of_other_architectures(tmp_path, build):
     model = _tiny(build)
@@ -242,8 +258,8 @@ def test_commands_export_and_predict_alike(learned_small, tmp_path):
         assert max(abs(x - y) for x, y in zip(a["bbox"], b["bbox"])) <= 0.5
 
 
-def test_unsupported_settings_are_named(tmp_path):
-    model = _tiny()
+def test_unsupported_settings_are_named(tmp_path, tiny_program):
+    model, path = tiny_program
     with pytest.raises(ValueError, match="format must be one of pt2, onnx"):
         export(model, tmp_path / "model.tflite")
     with pytest.raises(ValueError, match=r"should end in \.onnx for format=onnx"):
@@ -251,7 +267,6 @@ def test_unsupported_settings_are_named(tmp_path):
     with pytest.raises(ValueError, match="must be in eval mode"):
         export(model.train(), tmp_path / "model.pt2")
     model.eval()
-    path = export(model, tmp_path / "model.pt2")
     exported = ExportedDetector(path)
     with pytest.raises(ValueError, match=r"resized to 4x96.*at least 33"):
         exported.predict([torch.rand(3, 20, 400)])
