@@ -34,7 +34,8 @@ def export(model: GeneralizedRCNN, output: str | os.PathLike, format: str | None
     program = trace(model)
     info = metadata(model)
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
+    # model.partial.pt2: torch.export.save warns about a name not ending in .pt2
+    partial = output.with_name(f"{output.stem}.partial{output.suffix}")
     if format == "pt2":
         torch.export.save(program, partial, extra_files={METADATA_KEY: json.dumps(info)})
     else:
