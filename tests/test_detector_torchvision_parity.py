@@ -58,7 +58,6 @@ def test_same_detections_as_torchvision(name, cls):
         assert ("masks" in o) == (name.startswith("mask"))
         if "masks" in o:
             assert o["masks"].shape == t["masks"].shape == (len(t["boxes"]), 1, *image.shape[-2:])
-        if "masks" in o:
             o, t = _without_subpixel_masks(o), _without_subpixel_masks(t)
         # in any order: near-equal scores may swap places on another CPU
         assert_same_detections(o, t, score_atol=1e-4, box_atol=0.05,

@@ -173,9 +173,9 @@ def tiny_program(tmp_path_factory):
                                                          marks=pytest.mark.slow),
                                             pytest.param("onnx", "warp_avg+align_legacy",
                                                          marks=pytest.mark.slow)])
-def test_every_stage_and_operator_exported(tmp_path, tiny_program, fmt, operators):
-    if fmt == "pt2":
-        model, path = tiny_program
+def test_every_stage_and_operator_exported(tmp_path, request, fmt, operators):
+    if fmt == "pt2":  # the fixture's operators; exported only when a test needs it
+        model, path = request.getfixturevalue("tiny_program")
     else:
         model = _with_op(_tiny(), **OPERATORS[operators])
         path = export(model, tmp_path / f"model.{fmt}")
