@@ -14,7 +14,30 @@ groups extend or override them. Everything they write goes under the current
 directory (paths.root_dir, ./outputs and ./data by default).
 """
 
+import hashlib
+
+from omegaconf import OmegaConf
+
 CONFIGS = "pkg://detector.configs"
+RUN_DIRNAME_MAX = 120
+
+
+def run_dirname(overrides: str) -> str:
+    """A sweep run's folder name from its overrides (``roi_op=pool,seed=0``, as
+    Hydra's override_dirname writes them): one path component ('/' becomes
+    '%'), and past RUN_DIRNAME_MAX characters its start and a hash of the
+    whole, so that it stays a valid name and different overrides never share
+    a folder. The config's ``${run_dirname:...}``; registered when this
+    package is imported, as the sweep's worker processes do (they import the
+    commands' task functions)."""
+    name = str(overrides).replace("/", "%") or "run"
+    if len(name) > RUN_DIRNAME_MAX:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+        name = f"{name[:RUN_DIRNAME_MAX - 14]}..{digest}"
+    return name
+
+
+OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)
 
 
 def check_config_dir(argv: list[str]) -> None:

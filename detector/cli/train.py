@@ -15,11 +15,15 @@ from omegaconf import DictConfig
 from . import CONFIGS, check_config_dir
 
 
-@hydra.main(version_base="1.3", config_path=CONFIGS, config_name="train")
-def _main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
+    """One run. A function of this module, so that a sweep's worker processes
+    (joblib, submitit) import it by name, and with it the config's resolvers."""
     from ..training import train  # Lightning is imported after the command line is read
 
     train(cfg)
+
+
+_main = hydra.main(version_base="1.3", config_path=CONFIGS, config_name="train")(run)
 
 
 def main() -> None:

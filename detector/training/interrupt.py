@@ -8,6 +8,12 @@
   what was written before (checkpoints, earlier results) stays complete;
 - anywhere else (writing the data, building the model), stops at once.
 
+Inside a submitit job (hydra/launcher=slurm or submitit_local), submitit's
+requeue signal (SIGUSR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise, sent
+before the time limit) is handled the same way, and the run then hands the
+signal to submitit, which requeues the job (``requeue_if_asked``); the
+requeued job resumes from last.ckpt (resume=auto).
+
 A second signal always stops at once. Files are written whole or not at all
 (a temporary name, then a rename), so nothing is left half-written.
 """
@@ -26,6 +32,14 @@ import pytorch_lightning as pl
 log = logging.getLogger(__name__)
 
 SIGNALS = ("SIGINT", "SIGTERM")
+
+
+def requeue_signal() -> int | None:
+    """The signal by which submitit asks a job of its to stop and be
+    requeued, when this process is such a job (None otherwise)."""
+    if not os.environ.get("SUBMITIT_EXECUTOR") or os.name != "posix":
+        return None
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
 
 
 class StopNow(BaseException):
@@ -92,10 +106,31 @@ class _Signals:
         if self.installed or threading.current_thread() is not threading.main_thread():
             return False
         self.requested = None
-        for name in SIGNALS:
-            signum = getattr(signal, name)
+        for signum in self.signums():
             self._previous[signum] = signal.signal(signum, self._handle)
         return True
+
+    @staticmethod
+    def signums() -> list[int]:
+        requeue = requeue_signal()
+        return [getattr(signal, name) for name in SIGNALS] + ([requeue] if requeue else [])
+
+    @property
+    def requeue_asked(self) -> bool:
+        """Whether the signal that stopped the run asks for a requeue."""
+        return self.requested is not None and self.requested == requeue_signal()
+
+    def requeue_if_asked(self, signum: int | None = None) -> None:
+        """When the run was stopped by submitit's requeue signal (``signum``,
+        or the one recorded), hands it to submitit's own handler, which
+        requeues the job and exits (SystemExit); otherwise returns."""
+        signum = self.requested if signum is None else signum
+        handler = self._previous.get(signum) if signum is not None else None
+        if signum is None or signum != requeue_signal() or not callable(handler):
+            return
+        log.warning("asking submitit to requeue the job (it resumes from checkpoints/last.ckpt)")
+        self.restore()
+        handler(signum, None)
 
     def restore(self) -> None:
         for signum, handler in self._previous.items():

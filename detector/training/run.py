@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +20,8 @@ from ..weights import read_checkpoint
 from .divergence import TrainingDiverged
 from .interrupt import EvaluationInterrupted, StopNow, TrainingInterrupted, signals
 from .module import DetectionModule
+from .own_run import needs_own_run, run_own
+from .resume import plan_start
 
 log = logging.getLogger(__name__)
 
@@ -53,30 +56,59 @@ def train(cfg: DictConfig) -> dict:
     results.json (final test metrics, the split they were measured on: "test", or
     "val" when the data has no test split, and what identifies the run: its
     command-line overrides, seed and wall time) into cfg.paths.output_dir and
-    returns the metrics."""
+    returns the metrics. A run of a sweep that already ran continues (see
+    detector.training.resume)."""
     with signals.watching():
         try:
-            return _run(cfg)
+            _set_threads(cfg.get("threads"))
+            output_dir = Path(cfg.paths.output_dir)
+            start = plan_start(cfg, output_dir)
+            if start.finished is not None:
+                return start.finished.get("metrics", {})
+            if needs_own_run(cfg):
+                return run_own(cfg, output_dir, start.ckpt_path)
+            return _run(cfg, start.ckpt_path)
         except TrainingDiverged as error:
             log.error("%s", error)
             raise SystemExit(f"error: {error}") from None
         except TrainingInterrupted as stop:
             log.warning("%s", stop)
             print(f"Interrupted during {stop.phase} after step {stop.step}. Resume with the same "
-                  f"overrides and ckpt_path={stop.checkpoint}")
+                  f"overrides and ckpt_path={stop.checkpoint}" + _SWEEP_RESUMES)
+            signals.requeue_if_asked()
             raise SystemExit(130) from None
         except EvaluationInterrupted as stop:
             log.warning("%s", stop)
             print(f"Interrupted during the {stop.phase}: its results were not written (the "
                   "checkpoints are complete; rcnn-evaluate ckpt_path=... tests one again)")
+            signals.requeue_if_asked()
             raise SystemExit(130) from None
         except (StopNow, KeyboardInterrupt) as stop:
             print(f"{stop or 'interrupted'}. Every file already written is complete (checkpoints "
                   "and results are written whole or not at all); resume from "
-                  "checkpoints/last.ckpt when there is one")
+                  "checkpoints/last.ckpt when there is one" + _SWEEP_RESUMES)
+            signals.requeue_if_asked(getattr(stop, "signum", None))
             raise SystemExit(130) from None
         finally:
             _draw_curves(Path(cfg.paths.output_dir))
+
+
+_SWEEP_RESUMES = " (in a sweep, the same command resumes it: resume=auto)"
+
+
+def _set_threads(threads) -> None:
+    """torch's CPU threads for this run: ``threads``, else OMP_NUM_THREADS when
+    set (joblib's workers, hydra/launcher=local_parallel, get cores / n_jobs),
+    else torch's default. Processes the run starts (DDP's) inherit the count."""
+    if threads is None:
+        given = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(given) if given.isdigit() and int(given) > 0 else None
+    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer (or null), got {threads!r}")
+    if threads is not None:
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    log.info("CPU threads: %d", torch.get_num_threads())
 
 
 def _draw_curves(output_dir: Path) -> None:
@@ -94,13 +126,12 @@ def _draw_curves(output_dir: Path) -> None:
         log.info("learning curves: %s", path)
 
 
-def _run(cfg: DictConfig) -> dict:
+def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     datamodule = hydra.utils.instantiate(cfg.data)
-    ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
@@ -123,13 +154,14 @@ def _run(cfg: DictConfig) -> dict:
         trainer.test(module, datamodule, ckpt_path=ckpt_path)
         metrics = module.metrics["test"]
         split = getattr(datamodule, "test_split", "test")
-        partial = output_dir / "results.json.partial"
-        partial.write_text(json.dumps(
-            {"metrics": metrics, "split": split,
-             "checkpoint": str(ckpt_path) if ckpt_path else None,
-             "overrides": overrides, "seed": cfg.seed,
-             "wall_time_s": round(time.perf_counter() - started, 1)}, indent=2))
-        os.replace(partial, output_dir / "results.json")
+        if trainer.is_global_zero:
+            partial = output_dir / "results.json.partial"
+            partial.write_text(json.dumps(
+                {"metrics": metrics, "split": split,
+                 "checkpoint": str(ckpt_path) if ckpt_path else None,
+                 "overrides": overrides, "seed": cfg.seed, "threads": torch.get_num_threads(),
+                 "wall_time_s": round(time.perf_counter() - started, 1)}, indent=2))
+            os.replace(partial, output_dir / "results.json")
         if split != "test":
             print(f"Test metrics on the {split} split (the data has no test split; the best "
                   "checkpoint was chosen on this split too):")
