@@ -37,7 +37,15 @@ def run_dirname(overrides: str) -> str:
     return name
 
 
+def must_set(key: str, what: str):
+    """``${must_set:KEY,WHAT}``: a setting with no default that the user must
+    give (a structured config's field cannot be made ``???`` by a config file
+    on top of it: merging leaves the field's default)."""
+    raise ValueError(f"{key} must be set on the command line ({key}=...): {what}")
+
+
 OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)
+OmegaConf.register_new_resolver("must_set", must_set, replace=True)
 
 
 def check_config_dir(argv: list[str]) -> None:
