@@ -26,8 +26,18 @@ def run(cfg: DictConfig) -> None:
 _main = hydra.main(version_base="1.3", config_path=CONFIGS, config_name="train")(run)
 
 
+def _check_slurm_partition(argv: list[str]) -> None:
+    """hydra/launcher=slurm needs a partition: said before anything starts
+    (the config's own check, must_set, fires deep in the launcher)."""
+    if "hydra/launcher=slurm" in argv and not any(
+            a.startswith("hydra.launcher.partition=") for a in argv):
+        raise SystemExit("error: hydra/launcher=slurm needs hydra.launcher.partition=NAME, the "
+                         "SLURM partition to run in (sinfo lists them)")
+
+
 def main() -> None:
     check_config_dir(sys.argv[1:])
+    _check_slurm_partition(sys.argv[1:])
     _main()
 
 

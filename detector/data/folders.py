@@ -17,22 +17,46 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def _exclusive(lock: Path, what: Path):
     """Holds an exclusive lock on the file ``lock`` (POSIX flock; elsewhere no
-    lock, and the rename in publish_folder alone keeps readers safe)."""
+    lock, and the rename in publish_folder alone keeps readers safe). The
+    holder removes the file before letting go, so nothing is left beside the
+    folder; a process that locked a file already removed tries again."""
     try:
         import fcntl
     except ImportError:
         yield
         return
-    with open(lock, "a") as handle:
+    waited = False
+    while True:
+        handle = open(lock, "a")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process to finish writing %s", what)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not waited:
+                    log.info("waiting for another process to finish writing %s", what)
+                    waited = True
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            if _same_file(handle, lock):
+                break
+        except BaseException:
+            handle.close()
+            raise
+        handle.close()  # the holder before us removed this file: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        handle.close()  # closing lets go of the lock
+
+
+def _same_file(handle, path: Path) -> bool:
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
 def publish_folder(final: Path, write: Callable[[Path], None],
@@ -40,9 +64,11 @@ def publish_folder(final: Path, write: Callable[[Path], None],
     """Unless ``final`` is already complete (``complete(final)``), ``write(tmp)``
     fills a hidden temporary folder beside it, which is then renamed to
     ``final`` in one step. One process writes at a time (a lock file beside
-    the folder): the others wait and then find the folder complete. A broken
-    folder in the way is replaced; an interrupted write leaves only the
-    temporary folder, which is removed."""
+    the folder while it writes): the others wait and then find the folder
+    complete. A broken folder in the way is replaced; an interrupted write
+    leaves only the temporary folder, which is removed."""
+    if complete(final):
+        return
     final.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(final.parent / f".{final.name}.lock", final):
         if not complete(final):
