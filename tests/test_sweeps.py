@@ -194,9 +194,11 @@ def _rcnn_train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     configs = tmp_path / "configs" / "experiment"
     configs.mkdir(parents=True, exist_ok=True)
     (configs / "tiny_sweep.yaml").write_text(TINY)
-    command = [str(Path(sys.executable).parent / "rcnn-train"), "--config-dir",
+    flags = [o for o in overrides if o.startswith("-")]  # argparse: flags before overrides
+    command = [str(Path(sys.executable).parent / "rcnn-train"), *flags, "--config-dir",
                str(tmp_path / "configs"), "experiment=tiny_sweep",
-               f"paths.data_dir={tmp_path / 'data'}", *overrides]
+               f"paths.data_dir={tmp_path / 'data'}",
+               *(o for o in overrides if not o.startswith("-"))]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # callbacks from tests/
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900,
                           env=env)
