@@ -159,10 +159,12 @@ OPERATORS = {
 
 @pytest.fixture(scope="module")
 def tiny_program(tmp_path_factory):
-    """The tiny model with align_avg+warp_max and its .pt2, exported once for the
-    tests that need a program (an export takes about 20 s here)."""
+    """The tiny model with align_avg+warp_max, its .pt2 and the .pt2 loaded,
+    made once for the tests that need a program (here an export takes about
+    30 s, and loading it about 40 s: torch parses its symbolic shapes)."""
     model = _with_op(_tiny(), **OPERATORS["align_avg+warp_max"])
-    return model, export(model, tmp_path_factory.mktemp("tiny") / "model.pt2")
+    path = export(model, tmp_path_factory.mktemp("tiny") / "model.pt2")
+    return model, path, ExportedDetector(path)
 
 
 @pytest.mark.parametrize("fmt, operators", [("pt2", "align_avg+warp_max"),
@@ -175,11 +177,10 @@ def tiny_program(tmp_path_factory):
                                                          marks=pytest.mark.slow)])
 def test_every_stage_and_operator_exported(tmp_path, request, fmt, operators):
     if fmt == "pt2":  # the fixture's operators; exported only when a test needs it
-        model, path = request.getfixturevalue("tiny_program")
+        model, _, exported = request.getfixturevalue("tiny_program")
     else:
         model = _with_op(_tiny(), **OPERATORS[operators])
-        path = export(model, tmp_path / f"model.{fmt}")
-    exported = ExportedDetector(path)
+        exported = ExportedDetector(export(model, tmp_path / f"model.{fmt}"))
     images = _images()
     for image, eager, theirs in zip(images, _one_by_one(model, images), exported.predict(images)):
         assert theirs["masks"].shape == (len(eager["scores"]), 1, *image.shape[-2:])
@@ -259,7 +260,7 @@ def test_commands_export_and_predict_alike(learned_small, tmp_path):
 
 
 def test_unsupported_settings_are_named(tmp_path, tiny_program):
-    model, path = tiny_program
+    model, path, exported = tiny_program
     with pytest.raises(ValueError, match="format must be one of pt2, onnx"):
         export(model, tmp_path / "model.tflite")
     with pytest.raises(ValueError, match=r"should end in \.onnx for format=onnx"):
@@ -267,7 +268,6 @@ def test_unsupported_settings_are_named(tmp_path, tiny_program):
     with pytest.raises(ValueError, match="must be in eval mode"):
         export(model.train(), tmp_path / "model.pt2")
     model.eval()
-    exported = ExportedDetector(path)
     with pytest.raises(ValueError, match=r"resized to 4x96.*at least 33"):
         exported.predict([torch.rand(3, 20, 400)])
     with pytest.raises(ValueError, match="outside the exported sizes"):
