@@ -82,3 +82,33 @@ def test_cache_key_follows_the_sources(tmp_path, monkeypatch):
 def test_openmp_flags_found_here():
     """This machine's compiler takes OpenMP, so the CPU kernels run on every core."""
     assert _build.openmp_flags() is not None
+
+
+FIRST_USE = """
+import torch, ops
+ops.load()
+out = ops.roi_align(torch.ones(1, 2, 8, 8), torch.tensor([[0., 0., 0., 7., 7.]]), 2,
+                    sampling_ratio=2)
+assert torch.allclose(out, torch.ones(1, 2, 2, 2)), out
+print("ran")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="the build lock is POSIX flock")
+def test_two_processes_on_a_machine_with_no_build(tmp_path):
+    """Two processes (e.g. two runs of a parallel sweep) that need the kernels at
+    once on a machine with no build yet: one compiles, the other waits for it
+    and loads the same library; both run an operator."""
+    cache = tmp_path / "cache"
+    environ = {**os.environ, "ROI_OPS_CACHE": str(cache)}
+    procs = [subprocess.Popen([sys.executable, "-c", FIRST_USE], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=environ)
+             for _ in range(2)]
+    done = [proc.communicate(timeout=900) for proc in procs]
+    for proc, (out, err) in zip(procs, done):
+        assert proc.returncode == 0, err
+        assert out.strip() == "ran"
+    assert sum("compiling the ROI operators" in err for _, err in done) == 1
+    libraries = [p for p in cache.iterdir() if p.suffix in (".so", ".dylib", ".pyd")]
+    assert len(libraries) == 1, sorted(p.name for p in cache.iterdir())
