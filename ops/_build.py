@@ -172,6 +172,13 @@ def build_key(with_cuda: bool) -> str:
     return digest.hexdigest()[:16]
 
 
+def single_threaded(library: Path) -> Path:
+    """Where the build of ``library`` without OpenMP is kept: apart, so that a
+    compiler that accepts OpenMP later (macOS after brew install libomp) gets
+    the multi-threaded build instead of the cached one-thread library."""
+    return library.with_name(f"{library.stem}-no-openmp{library.suffix}")
+
+
 def _library_name(with_cuda: bool) -> str:
     return "roi_ops_cuda" if with_cuda else "roi_ops_cpu"
 
@@ -273,11 +280,14 @@ def load() -> bool:
         if _loaded is not None:
             return _loaded
         with_cuda = _cuda_wanted()
-        target = cached_library(with_cuda)
+        target = _usable_build(cached_library(with_cuda))
         built_here = False
-        if not target.is_file():
-            with _exclusive(cache_dir() / f"{target.stem}.lock"):
-                if not target.is_file():  # another process may have built it meanwhile
+        if target is None:
+            library = cached_library(with_cuda)
+            with _exclusive(cache_dir() / f"{library.stem}.lock"):
+                target = _usable_build(library)  # another process may have built it meanwhile
+                if target is None:
+                    target = library if openmp_flags() is not None else single_threaded(library)
                     _build(with_cuda, target)
                     built_here = True
         if not built_here:
@@ -285,6 +295,17 @@ def load() -> bool:
             torch.ops.load_library(str(target))
         _loaded = with_cuda
         return with_cuda
+
+
+def _usable_build(library: Path) -> Path | None:
+    """The cached build to load: ``library`` (with OpenMP), else its one-thread
+    build while this compiler still has no OpenMP (probed only then), else None."""
+    if library.is_file():
+        return library
+    single = single_threaded(library)
+    if single.is_file() and openmp_flags() is None:
+        return single
+    return None
 
 
 def is_loaded() -> bool:

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,39 @@ def test_cache_key_follows_the_sources(tmp_path, monkeypatch):
     assert _build.build_key(False) != key
     monkeypatch.setenv("ROI_OPS_CACHE", str(tmp_path / "elsewhere"))
     assert _build.cached_library(False).parent == tmp_path / "elsewhere"
+
+
+def test_a_build_without_openmp_is_redone_once_the_compiler_has_it(tmp_path, monkeypatch):
+    """A library built while the compiler lacked OpenMP (one thread) is kept
+    apart and used only while OpenMP is still missing; once the compiler
+    accepts it, the next process builds the multi-threaded library and later
+    processes load that one."""
+    monkeypatch.setenv("ROI_OPS_CACHE", str(tmp_path / "cache"))
+    built, loaded, omp = [], [], [None]
+
+    def fake_build(with_cuda, target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"library")
+        built.append(target.name)
+
+    monkeypatch.setattr(_build, "_build", fake_build)
+    monkeypatch.setattr(_build, "openmp_flags", lambda: omp[0])
+    monkeypatch.setattr(torch.ops, "load_library", lambda path: loaded.append(Path(path).name))
+    monkeypatch.setenv("ROI_OPS_CUDA", "0")
+
+    def new_process():
+        monkeypatch.setattr(_build, "_loaded", None)
+        _build.load()
+
+    library = _build.cached_library(False)
+    one_thread = _build.single_threaded(library).name
+    new_process()  # no OpenMP: the one-thread build
+    new_process()  # still none: that build is loaded
+    assert built == [one_thread] and loaded == [one_thread]
+    omp[0] = (("-fopenmp",), ("-fopenmp",))  # e.g. libomp installed since
+    new_process()
+    new_process()
+    assert built == [one_thread, library.name] and loaded == [one_thread, library.name]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gcc/clang on Linux")
