@@ -5,12 +5,15 @@ config (the default) stays the same run as rcnn-train's default."""
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from detector.cli.lightning import SAMPLE as PACKAGED
 from detector.cli.lightning import run as main
+from detector.training import TrainingDiverged
+from detector.training.interrupt import TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "cli" / "mask_rcnn_synthetic.yaml"
@@ -57,3 +60,28 @@ def test_fit_test_predict(tmp_path, monkeypatch):
     val_ids = set(tested.datamodule.dataset("test").image_ids)
     assert all(r["image_id"] in val_ids for r in results)
     assert all({"bbox", "score", "category_id", "segmentation"} <= set(r) for r in results)
+
+
+@pytest.mark.parametrize("raised, code, said", [
+    (TrainingDiverged("training diverged at step 3: loss_classifier = nan; the last good "
+                      "checkpoint is ckpt/step2.ckpt", 3, "ckpt/step2.ckpt"),
+     "error: training diverged at step 3", "step2.ckpt"),
+    (TrainingInterrupted(Path("ckpt/last.ckpt"), 5), 130, "resume with ckpt_path=ckpt/last.ckpt"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+])
+def test_diverged_or_interrupted_ends_without_a_traceback(monkeypatch, capsys, raised, code,
+                                                          said):
+    """rcnn-lightning ends a diverged or interrupted run as rcnn-train does: a
+    message and an exit status, not a traceback."""
+    import detector.cli.lightning as command
+
+    def stopped():
+        raise raised
+
+    monkeypatch.setattr(command, "run", stopped)
+    with pytest.raises(SystemExit) as ended:
+        command.main()
+    if isinstance(code, str):  # SystemExit(message): printed by Python, exit status 1
+        assert str(ended.value.code).startswith(code) and said in ended.value.code
+    else:
+        assert ended.value.code == code and said in capsys.readouterr().err

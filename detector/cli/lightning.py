@@ -9,11 +9,13 @@ DataModule as rcnn-train; with no --config it runs the packaged sample
     rcnn-lightning fit --help                  every option
 """
 
+import sys
 from importlib.resources import files
 
 from pytorch_lightning.cli import LightningCLI
 
-from ..training import CocoDataModule, DetectionModule
+from ..training import CocoDataModule, DetectionModule, TrainingDiverged
+from ..training.interrupt import RunInterrupted
 
 SAMPLE = files("detector.configs") / "cli" / "mask_rcnn_synthetic.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -27,9 +29,20 @@ def run(args=None) -> LightningCLI:
                         save_config_kwargs={"overwrite": True})
 
 
-
 def main() -> None:
-    run()
+    """As rcnn-train ends: a diverged run is one error line naming the step and
+    the last good checkpoint (exit 1), an interrupted one says where to resume
+    (exit 130); neither is a traceback."""
+    try:
+        run()
+    except TrainingDiverged as error:
+        raise SystemExit(f"error: {error}") from None
+    except RunInterrupted as stop:
+        print(f"interrupted: {stop}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
