@@ -280,10 +280,10 @@ def load() -> bool:
         if _loaded is not None:
             return _loaded
         with_cuda = _cuda_wanted()
-        target = _usable_build(cached_library(with_cuda))
+        library = cached_library(with_cuda)  # hashes every source: once
+        target = _usable_build(library)
         built_here = False
         if target is None:
-            library = cached_library(with_cuda)
             with _exclusive(cache_dir() / f"{library.stem}.lock"):
                 target = _usable_build(library)  # another process may have built it meanwhile
                 if target is None:
