@@ -137,6 +137,25 @@ def test_slurm_without_a_partition_is_refused_by_name(tmp_path):
     assert "hydra/launcher=slurm needs hydra.launcher.partition=NAME" in done.stderr
 
 
+def test_a_partition_set_in_a_config_is_not_refused(tmp_path):
+    """The launcher's required settings are checked on the composed config, so a
+    partition given by the user's own experiment passes, and only a missing one
+    ends the command."""
+    from detector.cli.train import RequiredSettings
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\nhydra:\n  launcher:\n    partition: gpu\n")
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        given = compose("train", overrides=["hydra/launcher=slurm", "experiment=mine",
+                                            f"hydra.searchpath=[file://{tmp_path}]"],
+                        return_hydra_config=True)
+        missing = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    RequiredSettings().on_multirun_start(given)
+    with pytest.raises(SystemExit, match="hydra/launcher=slurm needs hydra.launcher.partition"):
+        RequiredSettings().on_multirun_start(missing)
+
+
 # the data, written once --------------------------------------------------------------------
 def _publish(final: str, log: str, ready) -> None:
     def write(tmp: Path) -> None:

@@ -37,11 +37,19 @@ def run_dirname(overrides: str) -> str:
     return name
 
 
+class SettingMissing(ValueError):
+    """A ``${must_set:KEY,WHAT}`` setting was read and nobody had set it."""
+
+    def __init__(self, key: str, what: str):
+        super().__init__(f"{key} must be set on the command line ({key}=...): {what}")
+        self.key, self.what = key, what
+
+
 def must_set(key: str, what: str):
     """``${must_set:KEY,WHAT}``: a setting with no default that the user must
     give (a structured config's field cannot be made ``???`` by a config file
     on top of it: merging leaves the field's default)."""
-    raise ValueError(f"{key} must be set on the command line ({key}=...): {what}")
+    raise SettingMissing(key, what)
 
 
 OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)

@@ -10,9 +10,11 @@
 import sys
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from omegaconf.errors import InterpolationResolutionError
 
-from . import CONFIGS, check_config_dir
+from . import CONFIGS, SettingMissing, check_config_dir
 
 
 def run(cfg: DictConfig) -> None:
@@ -26,18 +28,37 @@ def run(cfg: DictConfig) -> None:
 _main = hydra.main(version_base="1.3", config_path=CONFIGS, config_name="train")(run)
 
 
-def _check_slurm_partition(argv: list[str]) -> None:
-    """hydra/launcher=slurm needs a partition: said before anything starts
-    (the config's own check, must_set, fires deep in the launcher)."""
-    if "hydra/launcher=slurm" in argv and not any(
-            a.startswith("hydra.launcher.partition=") for a in argv):
-        raise SystemExit("error: hydra/launcher=slurm needs hydra.launcher.partition=NAME, the "
-                         "SLURM partition to run in (sinfo lists them)")
+class RequiredSettings(Callback):
+    """Before a sweep's launcher starts (hydra.callbacks in train.yaml): a
+    launcher setting left unset (``${must_set:...}``, e.g. hydra/launcher=slurm's
+    partition) ends the command with one line naming it, whether the launcher
+    was chosen on the command line or in a config, rather than with the
+    resolver's traceback from inside the launcher."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        launcher = config.hydra.launcher
+        for key in launcher:
+            try:
+                launcher[key]
+            except InterpolationResolutionError as error:
+                missing = _setting_missing(error)
+                if missing is None:
+                    raise
+                choice = config.hydra.runtime.choices.get("hydra/launcher")
+                raise SystemExit(f"error: hydra/launcher={choice} needs "
+                                 f"{missing.key}=NAME, {missing.what}") from None
+
+
+def _setting_missing(error: BaseException) -> SettingMissing | None:
+    """The SettingMissing behind an omegaconf error (omegaconf re-raises while
+    handling, so it is down the chain of __context__)."""
+    while error is not None and not isinstance(error, SettingMissing):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def main() -> None:
     check_config_dir(sys.argv[1:])
-    _check_slurm_partition(sys.argv[1:])
     _main()
 
 
