@@ -28,9 +28,12 @@ translations as Python values, so they become attributes or constants):
 The composition keeps no per-box copy of the feature map: the map is
 flattened to [N*H*W, C], every sample point of every bin of every box is laid
 out in one ragged list (so adaptive sampling ratios, which differ from box to
-box, need no padding), each reads its four cells with Gather, and ScatterND
-with reduction="max" folds the samples into their bins. Its memory is
-O(samples x C), where the kernels stream.
+box, need no padding), each reads its four cells with Gather, and
+ScatterElements with reduction="max" folds the samples into their bins. Its
+memory is O(samples x C), where the kernels stream. (ScatterND would need no
+[samples, C] index tensor, but onnxruntime's CPU kernel splits its index list
+across threads with no care for repeated indices: on a many-core machine two
+threads folding into one bin lose updates, a wrong max now and then.)
 
 float16 and bfloat16 maps are pooled in float32 with float32 boxes, as the
 kernels pool them, and the result cast back: RoiAlign and MaxRoiPool take no
@@ -191,12 +194,13 @@ def _bilinear_max(input, batch, corners, pooled_height: int, pooled_width: int,
         op.Add(op.Mul(op.Mul(wy_high, wx_low), read(y_high, x_low)),
                op.Mul(op.Mul(wy_high, wx_high), read(y_high, x_high))))
 
-    # Fold the samples into their bins; a box without samples gives 0.
+    # Fold the samples into their bins (not ScatterND: see the module's
+    # docstring); a box without samples gives 0.
     bins = pooled_height * pooled_width
-    target = op.Unsqueeze(op.Add(op.Mul(box, bins), bin_s), [1])
+    target = op.Expand(op.Unsqueeze(op.Add(op.Mul(box, bins), bin_s), [1]), op.Shape(values))
     lowest = op.CastLike(float("-inf"), input)
     init = op.Expand(lowest, op.Concat(op.Mul(op.Shape(batch), bins), channels, axis=0))
-    pooled = op.ScatterND(init, target, values, reduction="max")
+    pooled = op.ScatterElements(init, target, values, axis=0, reduction="max")
     bins_shape = op.Concat(_ints(-1, pooled_height, pooled_width), channels, axis=0)
     pooled = op.Reshape(pooled, bins_shape)
     has_samples = op.Reshape(op.Greater(counts, 0), [-1, 1, 1, 1])

@@ -144,3 +144,25 @@ def test_output_size_from_dynamic_shapes_is_refused(op):
     x = feature_map(2, 8, 9, 11, dtype=torch.float32)
     with pytest.raises(Exception, match=f"{op} with an output size .* computed from dynamic"):
         _export(module, x, _rois(9, 11, seed=0, per_kind=1))
+
+
+@pytest.mark.parametrize("op", ["roi_align", "roi_warp"])
+def test_max_is_the_same_whatever_the_threads(op):
+    """Every sample of one box folds into a single bin, from two onnxruntime
+    threads at once. A fold that lets threads update one bin together (as
+    ScatterND's max does in onnxruntime) loses updates in about half of such
+    runs; with a ramp under the noise, a lost update is a wrong maximum."""
+    kwargs = dict(output_size=(1, 1), spatial_scale=1.0, sampling_ratio=128, mode="max")
+    call = functools.partial(getattr(ops, op), **kwargs)
+    ramp = torch.linspace(0, 1, 64 * 64).reshape(1, 1, 64, 64)
+    generator = torch.Generator().manual_seed(0)
+    maps = [ramp + 1e-3 * torch.randn(1, 64, 64, 64, generator=generator) for _ in range(20)]
+    rois = torch.tensor([[0, 0, 0, 63, 63.0]])
+    model, _ = _export(_Calls([call]), maps[0], rois, dynamic_hw=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    for x in maps:
+        (out,) = _run(session, x, rois)
+        torch.testing.assert_close(out, call(x, rois), atol=1e-5, rtol=0)
