@@ -120,9 +120,14 @@ def test_data_configs_instantiate(tmp_path, tiny_coco, data):
 
 
 def test_coco_config_requires_paths(tmp_path):
-    cfg = _compose(tmp_path, "data=coco")
-    with pytest.raises(Exception, match="train.images"):
-        hydra.utils.instantiate(cfg.data)
+    """A split is needed when a stage uses it, and the error says how to set it."""
+    datamodule = hydra.utils.instantiate(_compose(tmp_path, "data=coco").data)
+    with pytest.raises(ValueError, match="training needs data.train.*data.train.images=DIR"):
+        datamodule.train_dataloader()
+    with pytest.raises(ValueError, match="testing needs data.test or data.val.*data.val.images"):
+        datamodule.test_dataloader()
+    with pytest.raises(Exception, match="data.val needs annotations too"):  # Hydra wraps it
+        hydra.utils.instantiate(_compose(tmp_path, "data=coco", "data.val.images=x").data)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from torchvision.transforms import v2
 
-from .instances import InstanceDataset
+from .instances import Categories, InstanceDataset
 
 
 def _load_json(path: Path) -> dict:
@@ -81,10 +81,12 @@ class CocoInstances(InstanceDataset):
     InstanceDataset for the labels, the targets and ``transforms``). Polygons
     and RLE masks both work; polygons of fewer than three points are dropped
     (see _drop_degenerate_polygons); an image whose size differs from its
-    entry in the json is an error that names both."""
+    entry in the json is an error that names both. ``categories``: the
+    model's (labels follow them; see InstanceDataset)."""
 
     def __init__(self, images: str | Path, annotations: str | Path,
-                 transforms: Callable | None = None, min_box_size: float = 1.0):
+                 transforms: Callable | None = None, min_box_size: float = 1.0,
+                 categories: Categories | None = None):
         self.images_dir = Path(images)
         if not self.images_dir.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.images_dir}")
@@ -92,7 +94,7 @@ class CocoInstances(InstanceDataset):
         data = _load_json(self.annotations_file)
         _check_annotations(self.annotations_file, data)
         _drop_degenerate_polygons(self.annotations_file, data)
-        self._index(data, self.annotations_file, transforms, min_box_size)
+        self._index(data, self.annotations_file, transforms, min_box_size, categories)
 
     def _size_source(self, image_id: int) -> str:
         return f"{self.annotations_file} gives"

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,6 +20,51 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 
+@dataclass(frozen=True)
+class Categories:
+    """The categories a model predicts: label i (1..K) is the category with id
+    ``ids[i - 1]`` named ``names[i - 1]``. ``source`` says where they were read
+    (the training annotations, or a checkpoint), for error messages."""
+
+    ids: tuple[int, ...]
+    names: tuple[str, ...]
+    source: str
+
+    def __post_init__(self):
+        if len(self.ids) != len(self.names):
+            raise ValueError(f"{self.source}: {len(self.ids)} category ids for "
+                             f"{len(self.names)} class names")
+
+    @classmethod
+    def of_model(cls, class_names: Sequence[str], category_ids: Sequence[int] | None,
+                 source: str) -> "Categories":
+        """From a model's ``class_names`` (background first) and ``category_ids``."""
+        if category_ids is None:
+            raise ValueError(f"{source} does not say which category id each label is "
+                             "(its model has no category_ids)")
+        return cls(tuple(int(i) for i in category_ids), tuple(class_names[1:]), source)
+
+    def check(self, own: Sequence[dict], annotations: Sequence[dict], source: str) -> None:
+        """Refuses a split whose categories contradict these: the same id with
+        another name, the same name with another id, or a category the model
+        does not know that has annotations. A subset, in any order, is fine."""
+        name_of = dict(zip(self.ids, self.names))
+        id_of = dict(zip(self.names, self.ids))
+        counts = Counter(a.get("category_id") for a in annotations)
+        for category in own:
+            cid, name = category.get("id"), category.get("name")
+            if cid in name_of and name_of[cid] != name:
+                raise ValueError(f"{source}: category id {cid} is named {name!r}, but "
+                                 f"{self.source} names it {name_of[cid]!r}")
+            if name in id_of and id_of[name] != cid:
+                raise ValueError(f"{source}: category {name!r} has id {cid}, but id "
+                                 f"{id_of[name]} in {self.source}")
+            if cid not in name_of and counts[cid]:
+                raise ValueError(f"{source}: category {name!r} (id {cid}, {counts[cid]} "
+                                 f"annotations) is not one of the model's categories "
+                                 f"({', '.join(self.names)}; from {self.source})")
+
+
 class InstanceDataset(Dataset):
     """(image, target) pairs from a COCO-format ground truth.
 
@@ -26,7 +73,11 @@ class InstanceDataset(Dataset):
     images' ``file_name`` are) and says where an image's recorded size comes
     from (``_size_source``, for the error when the file's size differs).
 
-    Category ids are mapped to contiguous labels 1..K in increasing id order
+    Category ids are mapped to contiguous labels 1..K: the model's, when
+    ``categories`` are given (every split of a dataset maps with the training
+    split's categories, or a checkpoint's: a split may list a subset of them,
+    in any order, and is refused where it contradicts them; see
+    Categories.check), else this split's own in increasing id order
     (``label_to_category`` maps back); crowd regions are left out of the
     targets (COCOeval handles them); boxes that are degenerate after clipping
     to the image are dropped, with one warning that counts them.
@@ -38,18 +89,25 @@ class InstanceDataset(Dataset):
     """
 
     def _index(self, data: dict, source: Path, transforms: Callable | None,
-               min_box_size: float) -> None:
-        """Indexes ``data`` (read from ``source``, named in the warning)."""
+               min_box_size: float, categories: Categories | None = None) -> None:
+        """Indexes ``data`` (read from ``source``, named in the warning), with
+        labels from ``categories`` when given (else its own)."""
+        if categories is not None:
+            categories.check(data["categories"], data["annotations"], str(source))
         self.coco = COCO()
         self.coco.dataset = data
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             self.coco.createIndex()
         self.image_ids = sorted(self.coco.imgs)
-        self.category_ids = sorted(self.coco.cats)
+        if categories is None:
+            ids = sorted(self.coco.cats)
+            categories = Categories(tuple(ids), tuple(self.coco.cats[c]["name"] for c in ids),
+                                    str(source))
+        self.categories = categories
+        self.category_ids = list(categories.ids)
         self.label_to_category = {i + 1: c for i, c in enumerate(self.category_ids)}
         self.category_to_label = {c: i for i, c in self.label_to_category.items()}
-        self.class_names = ["__background__"] + [self.coco.cats[c]["name"]
-                                                 for c in self.category_ids]
+        self.class_names = ["__background__", *categories.names]
         self.transforms = transforms
         self.min_box_size = min_box_size
         dropped = sum(1 for ann in data["annotations"]

@@ -14,7 +14,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image
 
-from .instances import InstanceDataset
+from .instances import Categories, InstanceDataset
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -170,23 +170,28 @@ class VocInstances(InstanceDataset):
 
     The rest is InstanceDataset's: ``image_ids`` are the positions 0..N-1 in the
     split list (``file_names`` holds the VOC ids), labels 1..K follow
-    ``class_names`` (the 20 VOC classes in their standard order by default),
+    ``class_names`` (by default the ``categories``' names when given, else the
+    20 VOC classes in their standard order),
     ``coco`` is the ground truth, degenerate boxes are dropped with one
     warning, and ``dataset[index, seed]`` seeds the transforms of that item.
     """
 
     def __init__(self, root: str | Path, split: str = "trainval",
                  transforms: Callable | None = None, class_names: Sequence[str] | None = None,
-                 min_box_size: float = 1.0, masks: bool | str = "auto"):
+                 min_box_size: float = 1.0, masks: bool | str = "auto",
+                 categories: Categories | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"VOC folder not found: {self.root}")
-        names = list(VOC_CLASSES if class_names is None else class_names)
+        if class_names is None:
+            class_names = VOC_CLASSES if categories is None else categories.names
+        names = list(class_names)
         if not names or len(set(names)) != len(names):
             raise ValueError(f"class_names must be distinct and non-empty, got {names}")
         self.images_dir = self.root / "JPEGImages"
         self.split_file, self.file_names, self.has_masks = _split(self.root, split, masks)
-        self._index(self._ground_truth(names), self.split_file, transforms, min_box_size)
+        self._index(self._ground_truth(names), self.split_file, transforms, min_box_size,
+                    categories)
 
     def _ground_truth(self, class_names: list[str]) -> dict:
         """The COCO dict of the split: checks that every listed XML and image

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.coco import CocoInstances, collate, detection_transforms
+from ..data.instances import Categories
 from ..data.synthetic import make_synthetic_coco
 from ..data.voc import VocInstances
 from .sampling import EpochSampler
@@ -20,7 +21,8 @@ class DetectionDataModule(pl.LightningDataModule):
     split's dataset is read: COCO json, Pascal VOC folders).
 
     Args:
-        splits: {"train": ..., "val": ..., "test": ... or None}; without a test
+        splits: {"train": ..., "val": ..., "test": ...}, each None when not
+            given (an error names it when a stage needs it); without a test
             split the test runs on the validation split, and says so
             (``test_split`` is then "val").
         batch_size, num_workers: loader settings (evaluation uses batch_size too).
@@ -44,19 +46,23 @@ class DetectionDataModule(pl.LightningDataModule):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.test_split = "test" if splits.get("test") else "val"
-        self.splits = {"train": splits["train"], "val": splits["val"],
-                       "test": splits.get("test") or splits["val"]}
+        self.splits = {"train": splits.get("train"), "val": splits.get("val"),
+                       "test": splits.get("test") or splits.get("val")}
         self.batch_size, self.num_workers = int(batch_size), num_workers
         self.shuffle_seed = int(shuffle_seed)
         self.flip_probability = float(flip_probability)
         detection_transforms(True, self.flip_probability)  # checks the probability
         self._datasets: dict = {}
+        self._categories: Categories | None = None
         self._train_sampler: EpochSampler | None = None
 
     # what evaluation adds to COCO's metrics (detector.evaluation.EXTRA_METRICS)
     extra_metrics: tuple[str, ...] = ()
 
-    def _read(self, split, transforms):
+    # how a split is set on the command line, for the error when it is missing
+    split_settings: str = "data.SPLIT=..."
+
+    def _read(self, split, transforms, categories: Categories | None):
         raise NotImplementedError
 
     @property
@@ -65,20 +71,42 @@ class DetectionDataModule(pl.LightningDataModule):
         Faster R-CNN)."""
         return bool(getattr(self.dataset("train"), "has_masks", True))
 
+    def use_categories(self, categories: Categories) -> None:
+        """Every split's labels follow ``categories`` (a checkpoint's, when one
+        is evaluated: the training split is then never read)."""
+        self._categories = categories
+        self._datasets.clear()
+
+    @property
+    def categories(self) -> Categories:
+        """The model's categories: those given (use_categories), else the
+        training split's. Every split maps its annotations to labels with them."""
+        if self._categories is None:
+            self._categories = self.dataset("train").categories
+        return self._categories
+
     def dataset(self, stage: str):
         if stage not in self._datasets:
+            split = self.splits[stage]
+            if split is None:
+                name = "val" if stage == "test" else stage
+                needed = {"train": "training needs", "val": "validation needs",
+                          "test": "testing needs data.test or"}[stage]
+                raise ValueError(f"{needed} data.{name}, which is not set: "
+                                 f"{self.split_settings.replace('SPLIT', name)}")
             transforms = detection_transforms(stage == "train", self.flip_probability)
-            self._datasets[stage] = self._read(self.splits[stage], transforms)
+            categories = self._categories if stage == "train" else self.categories
+            self._datasets[stage] = self._read(split, transforms, categories)
         return self._datasets[stage]
 
     @property
     def class_names(self) -> list[str]:
-        return self.dataset("train").class_names
+        return ["__background__", *self.categories.names]
 
     @property
     def category_ids(self) -> list[int]:
         """The category id of each label 1..K (COCO ids may have gaps)."""
-        return list(self.dataset("train").category_ids)
+        return list(self.categories.ids)
 
     def _loader(self, stage: str, sampler: EpochSampler) -> DataLoader:
         if (self.trainer is not None and self.trainer.world_size > 1
@@ -124,23 +152,33 @@ class DetectionDataModule(pl.LightningDataModule):
 
 
 class CocoDataModule(DetectionDataModule):
-    """Splits in COCO format: ``train``, ``val`` and optionally ``test``, each a
-    dict with ``images`` (a folder) and ``annotations`` (a COCO json). The other
-    arguments are DetectionDataModule's."""
+    """Splits in COCO format: ``train``, ``val`` and ``test``, each a dict with
+    ``images`` (a folder) and ``annotations`` (a COCO json), or None (or both
+    null) when not given: training needs train and val; testing needs test or
+    val (evaluating a checkpoint needs nothing else). The other arguments are
+    DetectionDataModule's."""
 
-    def __init__(self, train: dict, val: dict, test: dict | None = None, batch_size: int = 2,
-                 num_workers: int = 0, shuffle_seed: int = 0, flip_probability: float = 0.5):
-        splits = {"train": train, "val": val, "test": test}
-        for stage, split in splits.items():
-            if split is None and stage == "test":
+    split_settings = "data.SPLIT.images=DIR data.SPLIT.annotations=FILE"
+
+    def __init__(self, train: dict | None = None, val: dict | None = None,
+                 test: dict | None = None, batch_size: int = 2, num_workers: int = 0,
+                 shuffle_seed: int = 0, flip_probability: float = 0.5):
+        splits = {}
+        for stage, split in {"train": train, "val": val, "test": test}.items():
+            given = {k: v for k, v in dict(split or {}).items() if v is not None}
+            if not given:
+                splits[stage] = None
                 continue
-            missing = {"images", "annotations"} - set(split or {})
+            missing = sorted({"images", "annotations"} - set(given))
             if missing:
-                raise ValueError(f"data split '{stage}' needs {sorted(missing)}")
+                raise ValueError(f"data.{stage} needs {' and '.join(missing)} too "
+                                 f"(data.{stage}.{missing[0]}=...)")
+            splits[stage] = given
         super().__init__(splits, batch_size, num_workers, shuffle_seed, flip_probability)
 
-    def _read(self, split, transforms):
-        return CocoInstances(Path(split["images"]), Path(split["annotations"]), transforms)
+    def _read(self, split, transforms, categories):
+        return CocoInstances(Path(split["images"]), Path(split["annotations"]), transforms,
+                             categories=categories)
 
 
 class SyntheticDataModule(CocoDataModule):
@@ -162,7 +200,7 @@ class SyntheticDataModule(CocoDataModule):
             images, annotations = make_synthetic_coco(root, split, count, tuple(image_size),
                                                       object_size, seed=seed)
             splits[split] = {"images": str(images), "annotations": str(annotations)}
-        super().__init__(splits["train"], splits["val"], splits.get("test"),
+        super().__init__(splits.get("train"), splits.get("val"), splits.get("test"),
                          batch_size=batch_size, num_workers=num_workers,
                          shuffle_seed=shuffle_seed, flip_probability=flip_probability)
 
@@ -183,16 +221,18 @@ class VocDataModule(DetectionDataModule):
                  class_names: list[str] | None = None, masks: bool | str = "auto",
                  batch_size: int = 2, num_workers: int = 0, shuffle_seed: int = 0,
                  flip_probability: float = 0.5):
-        splits = {"train": train, "val": val, "test": test}
-        for stage, split in splits.items():
-            if split is None and stage == "test":
-                continue
-            if "split" not in (split or {}):
-                raise ValueError(f"data split '{stage}' needs 'split' (an ImageSets list name, "
-                                 "e.g. trainval or test)")
+        splits = {}
+        for stage, split in {"train": train, "val": val, "test": test}.items():
+            given = {k: v for k, v in dict(split or {}).items() if v is not None}
+            if given and "split" not in given:
+                raise ValueError(f"data.{stage} needs 'split' (an ImageSets list name, e.g. "
+                                 f"data.{stage}.split=test)")
+            splits[stage] = given or None
         self.root, self.class_names_given, self.masks = root, class_names, masks
         super().__init__(splits, batch_size, num_workers, shuffle_seed, flip_probability)
 
-    def _read(self, split, transforms):
+    split_settings = "data.SPLIT.split=NAME, optionally data.SPLIT.root=DIR"
+
+    def _read(self, split, transforms, categories):
         return VocInstances(split.get("root") or self.root, split["split"], transforms,
-                            self.class_names_given, masks=self.masks)
+                            self.class_names_given, masks=self.masks, categories=categories)

@@ -62,20 +62,47 @@ def warmup_then_decay(warmup_steps: int, total_steps: int, decay: str = "cosine"
     return factor
 
 
-def gather_results(results: list[dict], image_ids: list[int]) -> tuple[list[dict], list[int]]:
+def gather_results(results: list[dict], image_ids: list[int],
+                   everywhere: bool = True) -> tuple[list[dict], list[int]] | None:
     """Every process's COCO results and image ids, each image once: a
     distributed sampler repeats images to even out the shards, and an image's
-    results are kept from the first process that has it."""
+    results are kept from the first process that has it. ``everywhere=False``
+    gathers them on rank 0 only (the others get None)."""
     if not (dist.is_available() and dist.is_initialized()):
         return results, sorted(set(image_ids))
-    shards = [None] * dist.get_world_size()
-    dist.all_gather_object(shards, (results, image_ids))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    shards = [None] * world
+    if everywhere:
+        dist.all_gather_object(shards, (results, image_ids))
+    else:
+        dist.gather_object((results, image_ids), shards if rank == 0 else None, dst=0)
+        if rank != 0:
+            return None
     seen, merged = set(), []
     for shard_results, shard_ids in shards:
         new = set(shard_ids) - seen
         merged.extend(r for r in shard_results if r["image_id"] in new)
         seen |= new
     return merged, sorted(seen)
+
+
+def on_rank_zero(compute: Callable[[], object]) -> object:
+    """``compute()`` on rank 0 alone, its result given to every process (the
+    value itself without a process group). An error on rank 0 is raised on
+    every process, so none waits for the others forever."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return compute()
+    box = [None]
+    if dist.get_rank() == 0:
+        try:
+            box[0] = ("ok", compute())
+        except Exception as error:  # noqa: BLE001 - re-raised on every process below
+            box[0] = ("error", f"{type(error).__name__}: {error}")
+    dist.broadcast_object_list(box, src=0)
+    status, value = box[0]
+    if status == "error":
+        raise RuntimeError(f"evaluation failed on rank 0: {value}")
+    return value
 
 
 def rng_states() -> dict:
@@ -298,13 +325,21 @@ class DetectionModule(pl.LightningModule):
         self._rng_to_restore = None
 
     # evaluation -----------------------------------------------------------
+    def label_to_category(self) -> dict[int, int]:
+        """Label → category id, through the model's own ``category_ids`` (the
+        training data's, saved in the checkpoint), whatever the split's json
+        lists; a model built without them maps through the split's."""
+        ids = getattr(self.model, "category_ids", None)
+        if ids is None:
+            return self._dataset().label_to_category
+        return {label: int(c) for label, c in enumerate(ids, start=1)}
+
     def _eval_step(self, batch, detections=None):
         images, targets = batch
         if detections is None:
             detections = self.model(images)
-        dataset = self._dataset()
         ids = [int(t["image_id"]) for t in targets]
-        self._results.extend(to_coco_results(detections, ids, dataset.label_to_category,
+        self._results.extend(to_coco_results(detections, ids, self.label_to_category(),
                                              self.model.mask_threshold))
         self._image_ids.extend(ids)
 
@@ -326,7 +361,7 @@ class DetectionModule(pl.LightningModule):
         images, targets = batch
         ids = [int(t["image_id"]) for t in targets]
         detections = self.model(images)
-        return {"results": to_coco_results(detections, ids, self._dataset().label_to_category,
+        return {"results": to_coco_results(detections, ids, self.label_to_category(),
                                            self.model.mask_threshold),
                 "image_ids": ids}
 
@@ -343,22 +378,22 @@ class DetectionModule(pl.LightningModule):
         stage = "test" if self.trainer.testing or self.trainer.predicting else "val"
         return self.trainer.datamodule.dataset(stage)
 
-    def _gathered(self) -> tuple[list[dict], list[int]]:
+    def _log_metrics(self, stage: str):
+        """COCOeval on the results of every process, run once (rank 0) and its
+        numbers shared, so that every process logs the same values."""
         results, image_ids = self._results, self._image_ids
         self._results, self._image_ids = [], []
-        return gather_results(results, image_ids)
-
-    def _log_metrics(self, stage: str):
-        results, image_ids = self._gathered()
         if self.trainer.sanity_checking:
             return
+        gathered = gather_results(results, image_ids, everywhere=False)
         dataset = self._dataset()
         iou_types = ("bbox", "segm") if self.model.roi_heads.has_masks else ("bbox",)
         extra = getattr(self.trainer.datamodule, "extra_metrics", ())
-        metrics = evaluate(dataset.coco, results, iou_types, image_ids, extra,
-                           backend=self.hparams.get("eval_backend", "faster_coco_eval"))
+        backend = self.hparams.get("eval_backend", "faster_coco_eval")
+        metrics = on_rank_zero(lambda: evaluate(dataset.coco, gathered[0], iou_types,
+                                                gathered[1], extra, backend=backend))
         self.metrics = {stage: metrics}
         flat = {f"{stage}/{t}_{name}": value for t, values in metrics.items()
                 for name, value in values.items()}
-        # identical on every process (same gathered results), so no reduction
+        # identical on every process (rank 0's numbers, shared), so no reduction
         self.log_dict(flat, rank_zero_only=False, sync_dist=False)

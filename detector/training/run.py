@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..curves import plot_curves
 from ..evaluation import format_table
-from ..weights import read_checkpoint
+from ..data.instances import Categories
 from .divergence import TrainingDiverged
+from .evaluated_model import baseline_model, model_to_evaluate, names_the_model
 from .interrupt import EvaluationInterrupted, StopNow, TrainingInterrupted, signals
 from .module import DetectionModule
 from .own_run import needs_own_run, run_own
@@ -36,19 +37,18 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
     return next((c.best_model_path for c in callbacks if c.best_model_path), None)
 
 
-def _with_saved_preprocessing(spec: dict, ckpt_path: str, overrides: list[str]) -> dict:
-    """Evaluating a checkpoint: the model keeps the resize and inference
-    settings it was trained with (saved in the checkpoint), unless the command
-    line sets them (``model.transform.*`` / ``model.inference.*``)."""
-    saved = read_checkpoint(ckpt_path).get("hyper_parameters", {}).get("model") or {}
-    spec = dict(spec)
-    for key in ("transform", "inference"):
-        given = any(o.lstrip("+~").startswith(f"model.{key}") for o in overrides)
-        if key in saved and not given:
-            if saved[key] != spec.get(key):
-                log.info("model.%s from the checkpoint: %s", key, saved[key])
-            spec[key] = saved[key]
-    return spec
+def _model_to_evaluate(cfg: DictConfig, ckpt_path: str) -> tuple[dict, list[dict]]:
+    """An evaluation's model: the checkpoint's specification, with what the
+    command line changed explicitly (see detector.training.evaluated_model)."""
+    configured = OmegaConf.to_container(cfg.model, resolve=True)
+    baseline = None
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        overrides = list(hydra_cfg.overrides.task)
+        if any(names_the_model(o) for o in overrides):
+            sources = OmegaConf.to_container(hydra_cfg.runtime.config_sources)
+            baseline = baseline_model(hydra_cfg.job.config_name, overrides, sources)
+    return model_to_evaluate(ckpt_path, configured, baseline)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -135,22 +135,26 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    spec = OmegaConf.to_container(cfg.model, resolve=True)
-    if not cfg.get("train", True) and ckpt_path is not None:
-        spec = _with_saved_preprocessing(spec, ckpt_path, overrides)
+    training, model_changes = cfg.get("train", True), None
+    if training:
+        spec = OmegaConf.to_container(cfg.model, resolve=True)
+    elif ckpt_path is None:
+        raise ValueError("train=false needs ckpt_path=PATH (the checkpoint to evaluate)")
+    else:  # the checkpoint's model and classes: the training data is not read
+        spec, model_changes = _model_to_evaluate(cfg, ckpt_path)
+        datamodule.use_categories(Categories.of_model(
+            spec["class_names"], spec.get("category_ids"), f"the checkpoint {ckpt_path}"))
     backend = (cfg.get("evaluation") or {}).get("backend", "faster_coco_eval")
     module = DetectionModule(spec, **OmegaConf.to_container(cfg.module, resolve=True),
                              eval_backend=backend)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False)
-    if cfg.get("train", True):
+    if training:
         trainer.fit(module, datamodule, ckpt_path=ckpt_path)
         ckpt_path = _best_checkpoint(trainer)
     metrics = {}
     if cfg.get("test", True):
-        if not cfg.get("train", True) and ckpt_path is None:
-            raise ValueError("train=false needs ckpt_path=PATH (the checkpoint to evaluate)")
         trainer.test(module, datamodule, ckpt_path=ckpt_path)
         metrics = module.metrics["test"]
         split = getattr(datamodule, "test_split", "test")
@@ -159,11 +163,12 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
             partial.write_text(json.dumps(
                 {"metrics": metrics, "split": split,
                  "checkpoint": str(ckpt_path) if ckpt_path else None,
+                 **({"model_changes": model_changes} if model_changes is not None else {}),
                  "overrides": overrides, "seed": cfg.seed, "threads": torch.get_num_threads(),
                  "wall_time_s": round(time.perf_counter() - started, 1)}, indent=2))
             os.replace(partial, output_dir / "results.json")
         if split != "test":
-            print(f"Test metrics on the {split} split (the data has no test split; the best "
-                  "checkpoint was chosen on this split too):")
+            print(f"Test metrics on the {split} split (the data has no test split" + (
+                "; the best checkpoint was chosen on this split too):" if training else "):"))
         print(format_table(metrics))
     return metrics

@@ -1,0 +1,148 @@
+"""The model an evaluation runs (``rcnn-evaluate``, ``rcnn-train train=false``):
+the checkpoint's own specification (architecture, ROI operators, classes and
+category ids, resize, inference settings), changed only where the command line
+changed the model explicitly.
+
+Today's config is not the checkpoint's: its defaults may have moved since, and a
+ROI Pool run evaluated with the default ROI Align would load without a word
+(neither operator has parameters). So what the config says about the model
+counts only where the command line made it differ from the config without those
+overrides: ``roi_op=...``, ``backbone=...``, ``model=...``, ``experiment=...``
+and ``model.*`` (see explicit_changes). Each change is logged against the
+checkpoint's value and recorded in results.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..weights import read_checkpoint
+
+log = logging.getLogger(__name__)
+
+# config groups and keys whose overrides change the model (the others, data=...,
+# trainer=..., seed=..., leave it alone)
+MODEL_KEYS = ("model", "roi_op", "backbone", "experiment")
+# what the weights' shapes and the data's labels fix: always the checkpoint's
+CLASS_KEYS = ("num_classes", "class_names", "category_ids")
+
+_REMOVED = "<removed>"
+
+
+def saved_spec(ckpt_path: str) -> dict:
+    """The model specification a checkpoint of this project keeps."""
+    spec = read_checkpoint(ckpt_path).get("hyper_parameters", {}).get("model")
+    if not isinstance(spec, Mapping) or spec.get("num_classes") is None:
+        raise ValueError(f"ckpt_path={ckpt_path} has no complete model specification "
+                         "(hyper_parameters.model with num_classes): it was not written by "
+                         "rcnn-train or rcnn-lightning, and cannot be evaluated")
+    return copy.deepcopy(dict(spec))
+
+
+def names_the_model(override: str) -> bool:
+    """Whether a command-line override (``roi_op=pool``, ``+model.x=1``,
+    ``model.transform.min_size=1024``) changes the model."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key.split(".", 1)[0].split("@", 1)[0].split("/", 1)[0] in MODEL_KEYS
+
+
+def explicit_changes(configured: Mapping, baseline: Mapping,
+                     path: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    """{path: value} where the configured model differs from the baseline (the
+    same config composed without the model's overrides). A part whose builder
+    (``_target_``) changed is replaced whole; a key the overrides removed has
+    the value ``_REMOVED``."""
+    changes = {}
+    for key in list(configured) + [k for k in baseline if k not in configured]:
+        new, old = configured.get(key, _REMOVED), baseline.get(key, _REMOVED)
+        if new == old:
+            continue
+        if (isinstance(new, Mapping) and isinstance(old, Mapping)
+                and new.get("_target_") == old.get("_target_")):
+            changes.update(explicit_changes(new, old, (*path, key)))
+        else:
+            changes[(*path, key)] = new
+    return changes
+
+
+def apply_changes(spec: Mapping, changes: Mapping[tuple[str, ...], object]) -> dict:
+    """``spec`` with ``changes`` (see explicit_changes) applied."""
+    spec = copy.deepcopy(dict(spec))
+    for path, value in changes.items():
+        node = spec
+        for key in path[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        if value == _REMOVED:
+            node.pop(path[-1], None)
+        else:
+            node[path[-1]] = copy.deepcopy(value)
+    return spec
+
+
+def _value_at(spec: Mapping, path: Sequence[str]):
+    for key in path:
+        if not isinstance(spec, Mapping) or key not in spec:
+            return _REMOVED
+        spec = spec[key]
+    return spec
+
+
+def model_to_evaluate(ckpt_path: str, configured: Mapping,
+                      baseline: Mapping | None) -> tuple[dict, list[dict]]:
+    """The specification to build for evaluating ``ckpt_path``, and the list of
+    what the command line changed in it ({"key", "checkpoint", "now"}).
+
+    ``configured`` is the composed config's model; ``baseline`` the model of
+    the same config without the model's overrides (None: nothing was given
+    explicitly, e.g. a config built in Python)."""
+    saved = saved_spec(ckpt_path)
+    changes = explicit_changes(configured, baseline) if baseline is not None else {}
+    fixed = sorted(".".join(p) for p in changes if p[0] in CLASS_KEYS)
+    if fixed:
+        raise ValueError(f"{', '.join('model.' + k for k in fixed)}: the classes of a checkpoint "
+                         f"are its own ({ckpt_path}); evaluating cannot change them")
+    spec = apply_changes(saved, changes)
+    report = []
+    for path, value in changes.items():
+        before = _value_at(saved, path)
+        if before == value:
+            continue
+        key = "model." + ".".join(path)
+        report.append({"key": key, "checkpoint": before, "now": value})
+        log.warning("%s: %s in the checkpoint, %s for this evaluation (given on the command "
+                    "line)", key, before, value)
+    return spec, report
+
+
+def baseline_model(config_name: str, overrides: Sequence[str],
+                   config_sources: Sequence | None = None) -> dict:
+    """The model of ``config_name`` composed with ``overrides`` minus those that
+    change the model (see names_the_model), resolved. Uses the running Hydra
+    app's config search path (``rcnn-evaluate``); outside one, the primary
+    config source of ``config_sources`` (HydraConfig's runtime.config_sources)."""
+    from hydra import compose, initialize_config_dir, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    kept = [o for o in overrides if not names_the_model(o)]
+
+    def model_of(cfg: DictConfig) -> dict:
+        return OmegaConf.to_container(cfg.model, resolve=True)
+
+    if GlobalHydra.instance().is_initialized():
+        return model_of(compose(config_name, overrides=kept))
+    main = next((s for s in config_sources or () if s["provider"] == "main"), None)
+    if main is None:
+        raise ValueError("cannot compose the config without the model's overrides: no Hydra "
+                         "app is running and the config's source is unknown")
+    if main["schema"] == "pkg":
+        context = initialize_config_module(main["path"], version_base="1.3")
+    else:
+        context = initialize_config_dir(main["path"], version_base="1.3")
+    with context:
+        return model_of(compose(config_name, overrides=kept))
