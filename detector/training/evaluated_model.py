@@ -93,16 +93,50 @@ def _value_at(spec: Mapping, path: Sequence[str]):
     return spec
 
 
-def model_to_evaluate(ckpt_path: str, configured: Mapping,
-                      baseline: Mapping | None) -> tuple[dict, list[dict]]:
+def given_paths(model: DictConfig, overrides: Sequence[str]) -> list[tuple[str, ...]]:
+    """The model's keys that the overrides name, whatever their value (one that
+    sets the config's default is explicit too): ``model.a.b=...`` names
+    (a, b); a group override (``roi_op=align``) names the model's keys that
+    are interpolations of that group (``box_op: ${roi_op.box}``)."""
+    paths, groups = [], set()
+    for override in overrides:
+        if not names_the_model(override):
+            continue
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key.startswith("model."):
+            paths.append(tuple(key.split(".")[1:]))
+        else:
+            groups.add(key.split("@", 1)[0].split("/", 1)[0])
+
+    def walk(node: DictConfig, path: tuple[str, ...]):
+        for key in node:
+            if OmegaConf.is_interpolation(node, key):
+                text = str(node._get_node(key)._value())
+                if any(f"${{{group}." in text or f"${{{group}}}" in text for group in groups):
+                    paths.append((*path, str(key)))
+            elif isinstance(node.get(key), DictConfig):
+                walk(node[key], (*path, str(key)))
+
+    if groups:
+        walk(model, ())
+    return paths
+
+
+def model_to_evaluate(ckpt_path: str, configured: Mapping, baseline: Mapping | None,
+                      given: Sequence[tuple[str, ...]] = ()) -> tuple[dict, list[dict]]:
     """The specification to build for evaluating ``ckpt_path``, and the list of
     what the command line changed in it ({"key", "checkpoint", "now"}).
 
     ``configured`` is the composed config's model; ``baseline`` the model of
     the same config without the model's overrides (None: nothing was given
-    explicitly, e.g. a config built in Python)."""
+    explicitly, e.g. a config built in Python); ``given``: the model's keys the
+    overrides name (see given_paths), taken from ``configured`` even where
+    they equal the baseline."""
     saved = saved_spec(ckpt_path)
     changes = explicit_changes(configured, baseline) if baseline is not None else {}
+    for path in given:
+        if path not in changes:
+            changes[tuple(path)] = _value_at(configured, path)
     fixed = sorted(".".join(p) for p in changes if p[0] in CLASS_KEYS)
     if fixed:
         raise ValueError(f"{', '.join('model.' + k for k in fixed)}: the classes of a checkpoint "

@@ -202,7 +202,9 @@ class DetectionModule(pl.LightningModule):
             ids = getattr(datamodule, "category_ids", None)
             if ids is not None and spec.get("category_ids") is None:
                 spec["category_ids"] = list(ids)
-        if spec.get("masks", True) and getattr(datamodule, "has_masks", True) is False:
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        if (fitting and spec.get("masks", True)
+                and getattr(datamodule, "has_masks", True) is False):
             raise ValueError("the training data has no instance masks (boxes only), but the "
                              "model has a mask head: train Faster R-CNN (model=faster_rcnn, "
                              "or model.masks=false)")

@@ -18,7 +18,7 @@ from ..curves import plot_curves
 from ..evaluation import format_table
 from ..data.instances import Categories
 from .divergence import TrainingDiverged
-from .evaluated_model import baseline_model, model_to_evaluate, names_the_model
+from .evaluated_model import baseline_model, given_paths, model_to_evaluate, names_the_model
 from .interrupt import EvaluationInterrupted, StopNow, TrainingInterrupted, signals
 from .module import DetectionModule
 from .own_run import needs_own_run, run_own
@@ -41,14 +41,15 @@ def _model_to_evaluate(cfg: DictConfig, ckpt_path: str) -> tuple[dict, list[dict
     """An evaluation's model: the checkpoint's specification, with what the
     command line changed explicitly (see detector.training.evaluated_model)."""
     configured = OmegaConf.to_container(cfg.model, resolve=True)
-    baseline = None
+    baseline, given = None, []
     if HydraConfig.initialized():
         hydra_cfg = HydraConfig.get()
         overrides = list(hydra_cfg.overrides.task)
         if any(names_the_model(o) for o in overrides):
             sources = OmegaConf.to_container(hydra_cfg.runtime.config_sources)
             baseline = baseline_model(hydra_cfg.job.config_name, overrides, sources)
-    return model_to_evaluate(ckpt_path, configured, baseline)
+            given = given_paths(cfg.model, overrides)
+    return model_to_evaluate(ckpt_path, configured, baseline, given)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -163,6 +164,7 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
             partial.write_text(json.dumps(
                 {"metrics": metrics, "split": split,
                  "checkpoint": str(ckpt_path) if ckpt_path else None,
+                 "model": module.hparams["model"],  # the specification tested
                  **({"model_changes": model_changes} if model_changes is not None else {}),
                  "overrides": overrides, "seed": cfg.seed, "threads": torch.get_num_threads(),
                  "wall_time_s": round(time.perf_counter() - started, 1)}, indent=2))
