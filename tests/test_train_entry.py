@@ -109,20 +109,3 @@ def test_interrupted_run_resumes_exactly(tmp_path, stop_step):
 def test_num_classes_must_match_the_data(tmp_path):
     with pytest.raises(ValueError, match="num_classes=3, but the data has 6 categories"):
         train(_cfg(tmp_path, "model.num_classes=3"))
-
-
-def test_evaluating_a_checkpoint_keeps_its_preprocessing(trained):
-    """train=false: the model resizes as the checkpoint was trained (the data
-    group's default resize does not replace it), unless the command line says
-    otherwise."""
-    from detector.training.run import _with_saved_preprocessing
-
-    path, _, _ = trained
-    spec = {"_target_": "detector.builders.fpn_rcnn",
-            "transform": {"_target_": "detector.transform.ImageTransform", "min_size": 800,
-                          "max_size": 1333}, "inference": {"score_thresh": 0.5}}
-    kept = _with_saved_preprocessing(spec, str(path), ["data=coco"])
-    assert (kept["transform"]["min_size"], kept["transform"]["max_size"]) == (96, 128)
-    assert kept["inference"] == spec["inference"]  # the checkpoint saved none: the config's
-    given = _with_saved_preprocessing(spec, str(path), ["model.transform.min_size=800"])
-    assert given["transform"] == spec["transform"]

@@ -1,5 +1,6 @@
-"""rcnn-evaluate: test a checkpoint, with the resize and inference settings it
-was trained with unless the command line sets them; writes results.json.
+"""rcnn-evaluate: test a checkpoint as it was trained (the model its
+specification describes: operators, classes, resize, inference), changed only
+by model settings given on the command line; writes results.json.
 
     rcnn-evaluate ckpt_path=outputs/RUN/checkpoints/best-epoch011.ckpt
     rcnn-evaluate ckpt_path=... data=coco data.test.images=... data.test.annotations=...
