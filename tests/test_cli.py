@@ -10,6 +10,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import ops
 from detector.cli.lightning import SAMPLE as PACKAGED
 from detector.cli.lightning import run as main
 from detector.training import TrainingDiverged
@@ -51,9 +52,14 @@ def test_fit_test_predict(tmp_path, monkeypatch):
     last = tmp_path / "outputs" / "cli" / "checkpoints" / "last.ckpt"
     assert last.is_file()
 
-    tested = main(["test", *tiny, f"--ckpt_path={last}"])
+    # the checkpoint's model is tested, whatever the config's says (here ROI Pool)
+    pool = ['--model.model.box_op={"_target_": "ops.roi_pool", "_partial_": true, '
+            '"output_size": 7}']
+    tested = main(["test", *tiny, *pool, f"--ckpt_path={last}"])
     metrics = tested.model.metrics["test"]
     assert set(metrics) == {"bbox", "segm"}
+    assert tested.model.hparams.model["box_op"]["_target_"] == "ops.roi_align"
+    assert tested.model.model.roi_heads.box_pooler.op.func is ops.roi_align
 
     main(["predict", *tiny, f"--ckpt_path={last}"])
     results = json.loads((tmp_path / "outputs" / "cli" / "predictions.json").read_text())

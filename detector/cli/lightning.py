@@ -7,26 +7,56 @@ DataModule as rcnn-train; with no --config it runs the packaged sample
     rcnn-lightning test --ckpt_path PATH
     rcnn-lightning predict --ckpt_path PATH
     rcnn-lightning fit --help                  every option
+
+validate, test and predict with --ckpt_path build the checkpoint's own model
+(its specification: architecture, ROI operators, classes, resize, inference),
+as rcnn-evaluate does; where the config's model differs, a warning names the
+keys, and the checkpoint's is used.
 """
 
+import logging
 import sys
 from importlib.resources import files
 
 from pytorch_lightning.cli import LightningCLI
 
 from ..training import CocoDataModule, DetectionModule, TrainingDiverged
+from ..training.evaluated_model import CLASS_KEYS, explicit_changes, saved_spec
 from ..training.interrupt import RunInterrupted
+
+log = logging.getLogger(__name__)
 
 SAMPLE = files("detector.configs") / "cli" / "mask_rcnn_synthetic.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
+class DetectorCLI(LightningCLI):
+    """LightningCLI whose evaluating subcommands use the checkpoint's model."""
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if self.subcommand not in ("validate", "test", "predict") or not config.get("ckpt_path"):
+            return
+        saved = saved_spec(config.ckpt_path)
+        configured = config.model.model
+        if hasattr(configured, "as_dict"):
+            configured = configured.as_dict()
+        if isinstance(configured, dict):
+            differs = sorted(".".join(path) for path in explicit_changes(configured, saved)
+                             if path[0] not in CLASS_KEYS)
+            if differs:
+                log.warning("the config's model differs from the checkpoint's in %s: the "
+                            "checkpoint's is used (%s)", ", ".join(f"model.{k}" for k in differs),
+                            config.ckpt_path)
+        config.model.model = saved
+
+
 def run(args=None) -> LightningCLI:
     """The LightningCLI, run on ``args`` (default: the command line)."""
     defaults = {"default_config_files": [str(SAMPLE)]}
-    return LightningCLI(DetectionModule, CocoDataModule, subclass_mode_data=True, args=args,
-                        parser_kwargs={name: defaults for name in SUBCOMMANDS},
-                        save_config_kwargs={"overwrite": True})
+    return DetectorCLI(DetectionModule, CocoDataModule, subclass_mode_data=True, args=args,
+                       parser_kwargs={name: defaults for name in SUBCOMMANDS},
+                       save_config_kwargs={"overwrite": True})
 
 
 def main() -> None:

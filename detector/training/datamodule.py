@@ -74,6 +74,10 @@ class DetectionDataModule(pl.LightningDataModule):
     def use_categories(self, categories: Categories) -> None:
         """Every split's labels follow ``categories`` (a checkpoint's, when one
         is evaluated: the training split is then never read)."""
+        current = self._categories
+        if current is not None and (current.ids, current.names) == (categories.ids,
+                                                                    categories.names):
+            return
         self._categories = categories
         self._datasets.clear()
 

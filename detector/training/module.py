@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..data.instances import Categories
 from ..evaluation import BACKENDS, evaluate, to_coco_results
 from ..rcnn import GeneralizedRCNN
 from ..spec import build_model
@@ -191,6 +192,12 @@ class DetectionModule(pl.LightningModule):
             return
         spec = dict(self.hparams.model)
         datamodule = self.trainer.datamodule if self._trainer is not None else None
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        if (not fitting and spec.get("class_names") and spec.get("category_ids")
+                and hasattr(datamodule, "use_categories")):
+            # evaluating a trained model: the data's labels are the model's
+            datamodule.use_categories(Categories.of_model(
+                spec["class_names"], spec["category_ids"], "the model's specification"))
         names = getattr(datamodule, "class_names", None)
         if names is not None:
             if spec.get("num_classes") not in (None, len(names)):
@@ -202,7 +209,6 @@ class DetectionModule(pl.LightningModule):
             ids = getattr(datamodule, "category_ids", None)
             if ids is not None and spec.get("category_ids") is None:
                 spec["category_ids"] = list(ids)
-        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
         if (fitting and spec.get("masks", True)
                 and getattr(datamodule, "has_masks", True) is False):
             raise ValueError("the training data has no instance masks (boxes only), but the "
