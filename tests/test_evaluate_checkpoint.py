@@ -18,7 +18,7 @@ from torch import nn
 
 from detector.data.instances import Categories
 from detector.training import CocoDataModule, DetectionModule, train
-from detector.training.evaluated_model import (
+from detector.training.checkpoint_model import (
     apply_changes,
     explicit_changes,
     given_paths,
@@ -72,6 +72,15 @@ def test_an_explicit_override_is_applied_and_reported(pool_run, tmp_path):
     with pytest.raises(ValueError, match="model.num_classes: the classes of a checkpoint"):
         train(_cfg(pool_run, "train=false", f"ckpt_path={best}", "model.num_classes=3",
                    run="classes"))
+
+
+def test_resuming_with_another_model_is_refused(pool_run):
+    """The kin of evaluating with today's config: a ROI Pool run resumed without
+    roi_op=pool would go on training with ROI Align."""
+    last = pool_run / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError, match="is resumed with another model.*model.box_op: "
+                                         ".*ops.roi_pool.* in the checkpoint"):
+        train(_cfg(pool_run, f"ckpt_path={last}", run="resumed"))
 
 
 def test_changes_are_found_and_applied_by_key():

@@ -18,7 +18,13 @@ from ..curves import plot_curves
 from ..evaluation import format_table
 from ..data.instances import Categories
 from .divergence import TrainingDiverged
-from .evaluated_model import baseline_model, given_paths, model_to_evaluate, names_the_model
+from .checkpoint_model import (
+    baseline_model,
+    check_resumed_model,
+    given_paths,
+    model_to_evaluate,
+    names_the_model,
+)
 from .interrupt import EvaluationInterrupted, StopNow, TrainingInterrupted, signals
 from .module import DetectionModule
 from .own_run import needs_own_run, run_own
@@ -39,7 +45,7 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 def _model_to_evaluate(cfg: DictConfig, ckpt_path: str) -> tuple[dict, list[dict]]:
     """An evaluation's model: the checkpoint's specification, with what the
-    command line changed explicitly (see detector.training.evaluated_model)."""
+    command line changed explicitly (see detector.training.checkpoint_model)."""
     configured = OmegaConf.to_container(cfg.model, resolve=True)
     baseline, given = None, []
     if HydraConfig.initialized():
@@ -139,6 +145,8 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
     training, model_changes = cfg.get("train", True), None
     if training:
         spec = OmegaConf.to_container(cfg.model, resolve=True)
+        if ckpt_path is not None:
+            check_resumed_model(ckpt_path, spec)
     elif ckpt_path is None:
         raise ValueError("train=false needs ckpt_path=PATH (the checkpoint to evaluate)")
     else:  # the checkpoint's model and classes: the training data is not read

@@ -1,5 +1,7 @@
-"""The model an evaluation runs (``rcnn-evaluate``, ``rcnn-train train=false``):
-the checkpoint's own specification (architecture, ROI operators, classes and
+"""The model a checkpoint holds, and what a command may change in it.
+
+An evaluation (``rcnn-evaluate``, ``rcnn-train train=false``) runs the
+checkpoint's own specification (architecture, ROI operators, classes and
 category ids, resize, inference settings), changed only where the command line
 changed the model explicitly.
 
@@ -180,3 +182,19 @@ def baseline_model(config_name: str, overrides: Sequence[str],
         context = initialize_config_dir(main["path"], version_base="1.3")
     with context:
         return model_of(compose(config_name, overrides=kept))
+
+
+def check_resumed_model(ckpt_path: str, configured: Mapping) -> None:
+    """Resuming training from ``ckpt_path`` with ``configured``: refused where
+    the configured model differs from the checkpoint's (apart from its classes,
+    which the data sets, and its inference settings), naming the keys: a ROI
+    Pool run resumed without ``roi_op=pool`` would go on with ROI Align."""
+    saved = saved_spec(ckpt_path)
+    differs = {".".join(p): (_value_at(saved, p), v)
+               for p, v in explicit_changes(configured, saved).items()
+               if p[0] not in CLASS_KEYS and p[0] != "inference"}
+    if differs:
+        listed = "; ".join(f"model.{k}: {old} in the checkpoint, {new} now"
+                           for k, (old, new) in sorted(differs.items()))
+        raise ValueError(f"ckpt_path={ckpt_path} is resumed with another model ({listed}): "
+                         "give the overrides the run was started with")
