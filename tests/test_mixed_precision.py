@@ -5,10 +5,13 @@ mask paste are computed as in float32, so training samples the same targets
 and detections come out in float32."""
 
 import functools
+from pathlib import Path
 
+import hydra
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
 from torchvision.models.detection import _utils as tv_utils
 from torchvision.ops.poolers import LevelMapper
 
@@ -21,6 +24,8 @@ from detector.training import DetectionModule, SyntheticDataModule
 from detector.transform import ImageTransform
 
 from conftest import SPEC
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
 DEVICES = [
     pytest.param("cpu", torch.bfloat16, id="cpu-bf16"),
@@ -194,8 +199,9 @@ def test_detections_under_autocast_are_float32(device, dtype):
 
 
 def test_bf16_mixed_training_through_lightning(tmp_path, monkeypatch):
-    """trainer.precision=bf16-mixed on a CPU: finite losses, float32 boxes in
-    what the poolers receive while the features are bfloat16."""
+    """trainer.precision=bf16-mixed on a CPU, the Trainer built from the
+    composed config: finite losses, float32 boxes in what the poolers receive
+    while the features are bfloat16."""
     seen = []
     forward = Pooler.forward
 
@@ -204,13 +210,16 @@ def test_bf16_mixed_training_through_lightning(tmp_path, monkeypatch):
         return forward(self, features, boxes)
 
     monkeypatch.setattr(Pooler, "forward", spy)
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("train", overrides=["trainer.precision=bf16-mixed",
+                                          f"trainer.default_root_dir={tmp_path}"])
+    assert cfg.trainer.accelerator == "cpu"
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, max_steps=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, num_sanity_val_steps=0, limit_val_batches=1)
     data = SyntheticDataModule(str(tmp_path / "data"), num_train=4, num_val=2, num_test=0,
                                image_size=(96, 128), batch_size=2)
-    module = DetectionModule(SPEC, optimizer="adamw", lr=1e-3, warmup_steps=1)
-    trainer = pl.Trainer(max_steps=2, accelerator="cpu", precision="bf16-mixed", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         num_sanity_val_steps=0, limit_val_batches=1, default_root_dir=tmp_path)
-    trainer.fit(module, data)
+    trainer.fit(DetectionModule(SPEC, optimizer="adamw", lr=1e-3, warmup_steps=1), data)
     assert trainer.global_step == 2
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     assert seen and all(features == torch.bfloat16 for features, _ in seen)
