@@ -8,8 +8,10 @@
 # (new GPU, new torch, a change to ops/csrc/cuda): it builds the CUDA kernels,
 # runs the CUDA tests, times the operators and the detector against
 # torchvision's, times the deterministic backward, and trains a few steps with
-# trainer=gpu. Logs go to $GPU_CHECK_OUT (default ./gpu_check); the summary is
-# printed and written there as summary.txt. Exit status: the number of failed
+# trainer=gpu in float16 mixed precision (16-mixed: a diverged run fails the step;
+# the CUDA tests check that autocast keeps box geometry in float32). Logs go to
+# $GPU_CHECK_OUT (default ./gpu_check); the summary is printed and written there
+# as summary.txt. Exit status: the number of failed
 # steps. Needs the project importable (pip install -e ".[test]"); a step whose
 # tools are missing (e.g. no hydra-core for training) fails with its log.
 set -u
@@ -54,7 +56,8 @@ step bench_ops 180 $PY benchmarks/bench_ops.py --device cuda
 step bench_deterministic 120 $PY benchmarks/bench_deterministic_backward.py --device cuda
 step bench_detector 300 $PY benchmarks/bench_detector.py --device cuda --size 800 \
   --variants ours ours_cl torchvision_cl
-step train_gpu 300 $PY -m detector.cli.train trainer=gpu trainer.max_steps=60 \
+step train_gpu_16mixed 300 $PY -m detector.cli.train trainer=gpu trainer.precision=16-mixed \
+  trainer.max_steps=60 \
   trainer.max_epochs=1 trainer.check_val_every_n_epoch=1 data.num_train=240 data.num_val=16 \
   data.num_test=16 "paths.log_dir=$OUT/train" "hydra.run.dir=$OUT/train/run"
 
@@ -65,7 +68,7 @@ done
 grep -E "passed|failed|error" "$OUT/pytest_cuda.log" | tail -1 | tee -a "$SUMMARY"
 if [ -f "$OUT/train/run/results.json" ]; then
   $PY -c "import json; m = json.load(open('$OUT/train/run/results.json'))
-print('train_gpu test metrics:', {k: round(v, 3) for k, v in m['metrics'].items()
+print('train_gpu_16mixed test metrics:', {k: round(v, 3) for k, v in m['metrics'].items()
       if k.endswith(('bbox_AP', 'segm_AP'))}, 'wall', m['wall_time_s'], 's')" | tee -a "$SUMMARY"
 fi
 echo "gpu_check: $FAILED step(s) failed; logs in $OUT" | tee -a "$SUMMARY"

@@ -1,6 +1,10 @@
 """Box conventions and the box coder.
 
 Boxes are (x1, y1, x2, y2) in absolute pixels; sizes are (height, width).
+Box geometry (anchors, decoding, IoUs, regression targets, FPN levels) is
+computed in float32 (float64 for a float64 model) even where the features are
+float16/bfloat16, as under autocast: bfloat16 spaces the coordinates near
+1,000 px 4 px apart and float16 overflows at areas above 65,504 px^2.
 """
 
 from __future__ import annotations
@@ -12,6 +16,12 @@ import torchvision
 from torch import Tensor
 
 import ops
+
+
+def geometry_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype box geometry is computed in for features or predictions of
+    ``dtype``: float64 stays float64, everything else becomes float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 class BoxCoder:
@@ -28,6 +38,9 @@ class BoxCoder:
         self.clip = clip
 
     def encode(self, targets: Tensor, references: Tensor) -> Tensor:
+        """targets [K, 4] relative to references [K, 4] → deltas [K, 4] (float32, or float64)."""
+        dtype = geometry_dtype(torch.promote_types(targets.dtype, references.dtype))
+        targets, references = targets.to(dtype), references.to(dtype)
         wx, wy, ww, wh = self.weights
         ref_w = references[:, 2] - references[:, 0]
         ref_h = references[:, 3] - references[:, 1]
@@ -41,8 +54,10 @@ class BoxCoder:
                             ww * torch.log(gt_w / ref_w), wh * torch.log(gt_h / ref_h)], dim=1)
 
     def decode(self, deltas: Tensor, references: Tensor) -> Tensor:
-        """deltas [K, 4 * C] against references [K, 4] → boxes [K, C, 4]."""
-        references = references.to(deltas.dtype)
+        """deltas [K, 4 * C] against references [K, 4] → boxes [K, C, 4], in
+        float32 (float64 if either input is) whatever the deltas' dtype."""
+        dtype = geometry_dtype(torch.promote_types(deltas.dtype, references.dtype))
+        deltas, references = deltas.to(dtype), references.to(dtype)
         wx, wy, ww, wh = self.weights
         widths = references[:, 2] - references[:, 0]
         heights = references[:, 3] - references[:, 1]

@@ -10,22 +10,28 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .boxes import geometry_dtype
+
 # op(input, rois, spatial_scale=...) -> [K, C, h, w]; e.g.
 # functools.partial(ops.roi_align, output_size=7, sampling_ratio=2).
 RoIOp = Callable[..., Tensor]
 
 
 def boxes_to_rois(boxes: list[Tensor]) -> Tensor:
-    """Per-image boxes [L_i, 4] → rows (image_index, x1, y1, x2, y2) [K, 5]."""
-    index = [torch.full((b.shape[0], 1), i, dtype=b.dtype, device=b.device)
+    """Per-image boxes [L_i, 4] → rows (image_index, x1, y1, x2, y2) [K, 5], in
+    float32 (float64 for float64 boxes)."""
+    dtype = geometry_dtype(boxes[0].dtype)
+    index = [torch.full((b.shape[0], 1), i, dtype=dtype, device=b.device)
              for i, b in enumerate(boxes)]
-    return torch.cat([torch.cat(index), torch.cat(boxes)], dim=1)
+    return torch.cat([torch.cat(index), torch.cat(boxes).to(dtype)], dim=1)
 
 
 def pyramid_levels(boxes: Tensor, min_level: int, max_level: int, canonical_scale: float = 224,
                    canonical_level: int = 4, eps: float = 1e-6) -> Tensor:
     """FPN level of each box, floor(4 + log2(sqrt(area) / 224)) clamped to the
-    available levels, returned as an index from min_level."""
+    available levels, returned as an index from min_level. Computed in float32
+    (float64 for float64 boxes): in float16 the area of a 256 x 256 box overflows."""
+    boxes = boxes.to(geometry_dtype(boxes.dtype))
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     level = torch.floor(canonical_level + torch.log2(torch.sqrt(area) / canonical_scale + eps))
     return (level.clamp(min_level, max_level) - min_level).to(torch.int64)

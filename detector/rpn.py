@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchvision.ops import box_iou, clip_boxes_to_image, remove_small_boxes
 
 from .anchors import AnchorGenerator
-from .boxes import BoxCoder, batched_nms
+from .boxes import BoxCoder, batched_nms, geometry_dtype
 from .matching import BalancedSampler, Matcher
 
 
@@ -71,11 +71,13 @@ class RegionProposalNetwork(nn.Module):
         """features: one [N, C, H, W] map per level; image_sizes: (h, w) of each
         resized image; batch_size: (h, w) of the padded batch."""
         objectness, deltas = self.head(features)
+        # anchors, decoding and matching in float32 even under autocast (the
+        # head's outputs may be float16/bfloat16; boxes.geometry_dtype)
         anchors = self.anchor_generator(batch_size, [f.shape[-2:] for f in features],
-                                        features[0].dtype, features[0].device)
+                                        geometry_dtype(features[0].dtype), features[0].device)
         per_level = [o.shape[1] * o.shape[2] * o.shape[3] for o in objectness]
-        objectness = _flatten(objectness, 1).squeeze(2)  # [N, total]
-        deltas = _flatten(deltas, 4)  # [N, total, 4]
+        objectness = _flatten(objectness, 1).squeeze(2).to(anchors.dtype)  # [N, total]
+        deltas = _flatten(deltas, 4).to(anchors.dtype)  # [N, total, 4]
         n = objectness.shape[0]
         proposals = self.box_coder.decode(deltas.detach().reshape(-1, 4),
                                           anchors.repeat(n, 1)).view(n, -1, 4)

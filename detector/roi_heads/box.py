@@ -68,6 +68,7 @@ class BoxBranch(nn.Module):
         classification = F.cross_entropy(class_logits, labels)
         positive = torch.nonzero(labels > 0).flatten()
         deltas = deltas.reshape(deltas.shape[0], -1, 4)[positive, labels[positive]]
+        deltas = deltas.to(regression_targets.dtype)  # float16/bfloat16 under autocast
         box = F.smooth_l1_loss(deltas, regression_targets[positive], beta=1 / 9,
                                reduction="sum") / max(labels.numel(), 1)
         return {"loss_classifier": classification, "loss_box_reg": box}
@@ -75,8 +76,8 @@ class BoxBranch(nn.Module):
     def inference(self, class_logits: Tensor, deltas: Tensor, proposals: list[Tensor],
                   image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
         num_classes = class_logits.shape[-1]
-        boxes = self.box_coder.decode(deltas, torch.cat(proposals))
-        scores = F.softmax(class_logits, -1)
+        boxes = self.box_coder.decode(deltas, torch.cat(proposals))  # float32 under autocast
+        scores = F.softmax(class_logits.to(boxes.dtype), -1)
         counts = [p.shape[0] for p in proposals]
         results = []
         for image_boxes, image_scores, size in zip(boxes.split(counts), scores.split(counts),

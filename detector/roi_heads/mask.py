@@ -84,8 +84,9 @@ class MaskBranch(nn.Module):
 
     @staticmethod
     def inference(mask_logits: Tensor, labels: list[Tensor]) -> list[Tensor]:
-        """Probabilities [n_i, 1, M, M] of each detection's own class, per image."""
+        """Probabilities [n_i, 1, M, M] of each detection's own class, per image
+        (float32 under autocast, like the boxes and scores)."""
         all_labels = torch.cat(labels)
         probs = mask_logits[torch.arange(all_labels.shape[0], device=all_labels.device),
-                            all_labels].sigmoid()[:, None]
+                            all_labels].float().sigmoid()[:, None]
         return list(probs.split([label.shape[0] for label in labels]))

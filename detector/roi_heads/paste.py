@@ -35,8 +35,17 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int],
     Each mask is padded by ``padding`` cells of zeros and its box grown by the
     same factor (so the mask's border fades out instead of being cut), the box
     is truncated to whole pixels, and the mask is resized bilinearly onto it.
-    Separable, so all masks are pasted in two batched matrix products.
+    Separable, so all masks are pasted in two batched matrix products, in
+    float32 even under autocast (which would run them in float16/bfloat16).
     """
+    device = boxes.device.type
+    if torch.is_autocast_enabled(device):  # (a context only when needed: torch.export)
+        with torch.autocast(device, enabled=False):
+            return _paste(masks, boxes, image_size, padding)
+    return _paste(masks, boxes, image_size, padding)
+
+
+def _paste(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], padding: int) -> Tensor:
     height, width = image_size
     size = masks.shape[-1]
     padded = F.pad(masks[:, 0], (padding,) * 4)

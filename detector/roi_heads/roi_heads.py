@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
-from ..boxes import BoxCoder
+from ..boxes import BoxCoder, geometry_dtype
 from ..matching import BalancedSampler, Matcher
 from ..poolers import Pooler
 from .box import BoxBranch
@@ -66,7 +66,9 @@ class ROIHeads(nn.Module):
         class labels, matched ground-truth index and regression targets."""
         coder: BoxCoder = self.box_branch.box_coder
         labels, matches = [], []
-        proposals = [torch.cat([p, t["boxes"].to(p.dtype)]) for p, t in zip(proposals, targets)]
+        # in float32 even if the proposals come in float16/bfloat16 (boxes.geometry_dtype)
+        proposals = [torch.cat([p, t["boxes"]]).to(geometry_dtype(p.dtype))
+                     for p, t in zip(proposals, targets)]
         for boxes, target in zip(proposals, targets):
             match = self.matcher(box_iou(target["boxes"], boxes))
             label = (target["labels"][match.clamp(min=0)] if target["labels"].numel()
