@@ -79,9 +79,10 @@ def _torchvision_model() -> MaskRCNN:
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         # predictors: outputs of about (their std) on unit inputs
-        for layer, std in ((model.rpn.head.cls_logits, 1.5), (model.rpn.head.bbox_pred, 0.3),
-                           (heads.box_predictor.cls_score, 1.5), (heads.box_predictor.bbox_pred, 0.3),
-                           (heads.mask_predictor.mask_fcn_logits, 1.5)):
+        predictors = ((model.rpn.head.cls_logits, 1.5), (model.rpn.head.bbox_pred, 0.3),
+                      (heads.box_predictor.cls_score, 1.5), (heads.box_predictor.bbox_pred, 0.3),
+                      (heads.mask_predictor.mask_fcn_logits, 1.5))
+        for layer, std in predictors:
             fan_in = layer.weight[0].numel()
             layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * std / fan_in ** 0.5)
             layer.bias.zero_()
@@ -104,7 +105,8 @@ def _data():
     several sizes, one image with a single object."""
     g = torch.Generator().manual_seed(2)
     images = [torch.rand(3, 64, 80, generator=g), torch.rand(3, 64, 72, generator=g)]
-    boxes = [torch.tensor([[4.0, 6.0, 40.0, 50.0], [30.5, 20.0, 76.0, 60.0], [50.0, 2.0, 62.0, 14.0]]),
+    boxes = [torch.tensor([[4.0, 6.0, 40.0, 50.0], [30.5, 20.0, 76.0, 60.0],
+                           [50.0, 2.0, 62.0, 14.0]]),
              torch.tensor([[10.0, 8.0, 60.0, 40.0]])]
     targets = []
     for image, b, labels in zip(images, boxes, ([1, 3, 4], [2])):
