@@ -10,9 +10,9 @@ trap 'rm -rf "$work"' EXIT
 step() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 
 step "build the wheel"
-python3 -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$repo"
+"${PYTHON:-python3}" -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$repo"
 wheel=$(ls "$work"/dist/roi_rcnn-*.whl)
-python3 - "$wheel" <<'PY'
+"${PYTHON:-python3}" - "$wheel" <<'PY'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 for needed in ("detector/configs/train.yaml", "detector/configs/data/synthetic.yaml",
@@ -24,7 +24,7 @@ print(f"{len(names)} files, configs and kernel sources included")
 PY
 
 step "install it into a fresh venv outside the checkout"
-python3 -m venv "$work/venv"
+"${PYTHON:-python3}" -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet "$wheel" 2>&1 | grep -v "^WARNING: Location" || true
 export PATH="$work/venv/bin:$PATH" ROI_OPS_CACHE="$work/kernel-cache" PYTHONNOUSERSITE=1
 unset PYTHONPATH

@@ -3,6 +3,7 @@ evaluation on a tiny dataset written here."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -50,9 +51,31 @@ def test_fit_and_validate_log_losses_and_coco_metrics(tmp_path):
     trainer.fit(module, data)
     assert "train/loss_mask" in trainer.logged_metrics
     (metrics,) = trainer.validate(module, data, verbose=False)
+    names = [f"val/{t}_{n}" for t in ("bbox", "segm") for n in ("AP", "AP50", "AP75", "APs",
+                                                                 "APm", "APl")]
+    assert set(names) <= set(metrics) and "val/loss_mask" in metrics
+
+    # the same validation with the ground truth as the detections: the module's
+    # path (results, COCO conversion, gathering, COCOeval, logging) scores AP 1,
+    # and -1 where an area range holds no object (COCO's "no ground truth")
+    real = module.model.detections_and_validation_losses
+
+    def truth_as_detections(images, targets, seed=0):
+        _, losses = real(images, targets, seed)
+        return [{"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["boxes"])),
+                 "masks": t["masks"][:, None].float()} for t in targets], losses
+
+    module.model.detections_and_validation_losses = truth_as_detections
+    (metrics,) = trainer.validate(module, data, verbose=False)
+    areas = [a["area"] for a in json.loads(Path(split["annotations"]).read_text())["annotations"]]
+    ranges = {"APs": (0, 32 ** 2), "APm": (32 ** 2, 96 ** 2), "APl": (96 ** 2, math.inf)}
+    expected = {"AP": 1.0, "AP50": 1.0, "AP75": 1.0}
+    expected |= {name: 1.0 if any(low <= a < high for a in areas) else -1.0
+                 for name, (low, high) in ranges.items()}
+    assert {expected[n] for n in ("APs", "APm", "APl")} == {1.0, -1.0}  # both cases occur
     for iou_type in ("bbox", "segm"):
-        for name in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
-            assert -1.0 <= metrics[f"val/{iou_type}_{name}"] <= 1.0
+        got = {name: metrics[f"val/{iou_type}_{name}"] for name in expected}
+        assert got == pytest.approx(expected, abs=1e-6), iou_type
 
 
 def test_warmup_then_decay_schedule():
