@@ -9,6 +9,7 @@ import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from pycocotools.coco import COCO
@@ -16,6 +17,21 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
+
+
+class MaskCounts(NamedTuple):
+    """How many of a dataset's training instances (not crowd, not degenerate)
+    have a segmentation, and the file that says so."""
+
+    with_masks: int
+    instances: int
+    source: Path
+
+
+def has_segmentation(ann: dict) -> bool:
+    """Whether an annotation has a mask: box-only exports leave
+    ``segmentation`` out, or write an empty list."""
+    return bool(ann.get("segmentation"))
 
 
 class InstanceDataset(Dataset):
@@ -32,8 +48,10 @@ class InstanceDataset(Dataset):
     to the image are dropped, with one warning that counts them.
 
     Targets: ``boxes`` (x1, y1, x2, y2 pixels), ``labels`` (int64), ``masks``
-    (uint8 [N, H, W]; zeros where an annotation has no segmentation) and
-    ``image_id``. ``transforms`` is a torchvision v2 transform applied to
+    (uint8 [N, H, W]; zeros where an annotation has no segmentation),
+    ``has_mask`` (bool [N]: which instances have one; the mask loss leaves
+    the others out) and ``image_id``. ``mask_counts`` counts the instances
+    with a mask; ``has_masks`` is whether there is any. ``transforms`` is a torchvision v2 transform applied to
     (tv_tensors.Image, target); images end as float in [0, 1].
     """
 
@@ -52,12 +70,19 @@ class InstanceDataset(Dataset):
                                                  for c in self.category_ids]
         self.transforms = transforms
         self.min_box_size = min_box_size
-        dropped = sum(1 for ann in data["annotations"]
-                      if not ann.get("iscrowd", 0) and self._degenerate(ann))
+        instances = [ann for ann in data["annotations"] if not ann.get("iscrowd", 0)]
+        dropped = sum(1 for ann in instances if self._degenerate(ann))
+        kept = [ann for ann in instances if not self._degenerate(ann)]
+        self.mask_counts = MaskCounts(sum(map(has_segmentation, kept)), len(kept), Path(source))
         if dropped:
             warnings.warn(f"{source}: dropped {dropped} degenerate boxes "
                           f"(smaller than {min_box_size} px after clipping to the image)",
                           stacklevel=3)
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether any training instance has a mask (box-only data has none)."""
+        return self.mask_counts.with_masks > 0
 
     def _size_source(self, image_id: int) -> str:
         """Where the ground truth's size of ``image_id`` was read, as
@@ -112,14 +137,16 @@ class InstanceDataset(Dataset):
                 if not a.get("iscrowd", 0) and not self._degenerate(a)]
         boxes = torch.tensor([self._clipped(a) for a in anns], dtype=torch.float32).reshape(-1, 4)
         masks = torch.zeros((len(anns), height, width), dtype=torch.uint8)
+        has_mask = torch.tensor([has_segmentation(a) for a in anns], dtype=torch.bool)
         for i, ann in enumerate(anns):
-            if ann.get("segmentation"):
+            if has_mask[i]:
                 masks[i] = torch.from_numpy(self.coco.annToMask(ann))
         target = {
             "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
             "labels": torch.tensor([self.category_to_label[a["category_id"]] for a in anns],
                                    dtype=torch.int64),
             "masks": tv_tensors.Mask(masks),
+            "has_mask": has_mask,
             "image_id": image_id,
         }
         image = tv_tensors.Image(image)
@@ -130,5 +157,6 @@ class InstanceDataset(Dataset):
             "boxes": target["boxes"].as_subclass(torch.Tensor),
             "labels": target["labels"],
             "masks": target["masks"].as_subclass(torch.Tensor),
+            "has_mask": target["has_mask"],
             "image_id": target["image_id"],
         }

@@ -185,7 +185,7 @@ class VocInstances(InstanceDataset):
         if not names or len(set(names)) != len(names):
             raise ValueError(f"class_names must be distinct and non-empty, got {names}")
         self.images_dir = self.root / "JPEGImages"
-        self.split_file, self.file_names, self.has_masks = _split(self.root, split, masks)
+        self.split_file, self.file_names, self._reads_masks = _split(self.root, split, masks)
         self._index(self._ground_truth(names), self.split_file, transforms, min_box_size)
 
     def _ground_truth(self, class_names: list[str]) -> dict:
@@ -205,7 +205,7 @@ class VocInstances(InstanceDataset):
             images.append({"id": image_id, "file_name": f"{name}.jpg",
                            "width": record["width"], "height": record["height"]})
             rles = None
-            if self.has_masks:
+            if self._reads_masks:
                 rles = _instance_rles(self.root / "SegmentationObject" / f"{name}.png", xml,
                                       len(objects), (record["height"], record["width"]))
             for i, obj in enumerate(objects):

@@ -3,6 +3,7 @@ included) and Pascal VOC folders."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -10,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.coco import CocoInstances, collate, detection_transforms
+from ..data.instances import MaskCounts
 from ..data.synthetic import make_synthetic_coco
 from ..data.voc import VocInstances
 from .sampling import EpochSampler
@@ -64,6 +66,11 @@ class DetectionDataModule(pl.LightningDataModule):
         """Whether the training data has instance masks (boxes-only data trains
         Faster R-CNN)."""
         return bool(getattr(self.dataset("train"), "has_masks", True))
+
+    @property
+    def mask_counts(self) -> MaskCounts | None:
+        """How many training instances have a mask, of how many, in which file."""
+        return getattr(self.dataset("train"), "mask_counts", None)
 
     def dataset(self, stage: str):
         if stage not in self._datasets:
@@ -196,3 +203,20 @@ class VocDataModule(DetectionDataModule):
     def _read(self, split, transforms):
         return VocInstances(split.get("root") or self.root, split["split"], transforms,
                             self.class_names_given, masks=self.masks)
+
+
+def check_masks_for_mask_model(counts: MaskCounts) -> None:
+    """A mask model's training data: refused when no instance has a mask;
+    one warning that counts the instances without one (they take no part in
+    the mask loss) when only some have."""
+    with_masks, instances, source = counts
+    if instances and not with_masks:
+        raise ValueError(f"the training data {source} has no instance masks (none of its "
+                         f"{instances} instances has a segmentation), but the model has a "
+                         "mask head: train Faster R-CNN (model=faster_rcnn, or "
+                         "model.masks=false)")
+    if with_masks < instances:
+        warnings.warn(f"{source}: {instances - with_masks} of the {instances} training "
+                      "instances have no segmentation; they take no part in the mask loss "
+                      "(and segm evaluation treats such instances as crowd regions)",
+                      stacklevel=2)

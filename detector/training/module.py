@@ -18,6 +18,7 @@ from torch import nn
 from ..evaluation import BACKENDS, evaluate, to_coco_results
 from ..rcnn import GeneralizedRCNN
 from ..spec import build_model
+from .datamodule import check_masks_for_mask_model
 from .divergence import (
     TrainingDiverged,
     describe,
@@ -175,7 +176,10 @@ class DetectionModule(pl.LightningModule):
             ids = getattr(datamodule, "category_ids", None)
             if ids is not None and spec.get("category_ids") is None:
                 spec["category_ids"] = list(ids)
-        if spec.get("masks", True) and getattr(datamodule, "has_masks", True) is False:
+        counts = getattr(datamodule, "mask_counts", None)
+        if spec.get("masks", True) and counts is not None:
+            check_masks_for_mask_model(counts)
+        elif spec.get("masks", True) and getattr(datamodule, "has_masks", True) is False:
             raise ValueError("the training data has no instance masks (boxes only), but the "
                              "model has a mask head: train Faster R-CNN (model=faster_rcnn, "
                              "or model.masks=false)")

@@ -12,7 +12,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..curves import plot_curves
 from ..evaluation import format_table
@@ -126,6 +126,21 @@ def _draw_curves(output_dir: Path) -> None:
         log.info("learning curves: %s", path)
 
 
+def monitored_metric(monitor: str | None, spec: dict) -> str | None:
+    """The metric that picks the best checkpoint: ``monitor`` as set, or for
+    "auto" the model's own, val/segm_AP with a mask head, val/bbox_AP without
+    (a metric that is never logged would stop Lightning)."""
+    if monitor != "auto":
+        return monitor
+    return "val/segm_AP" if spec.get("masks", True) else "val/bbox_AP"
+
+
+def _resolve_monitor(cfg: DictConfig, spec: dict) -> None:
+    """Sets ``cfg.monitor`` (which the checkpoint callback reads) to the metric."""
+    with open_dict(cfg):
+        cfg.monitor = monitored_metric(cfg.get("monitor"), spec)
+
+
 def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
@@ -141,6 +156,7 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
     backend = (cfg.get("evaluation") or {}).get("backend", "faster_coco_eval")
     module = DetectionModule(spec, **OmegaConf.to_container(cfg.module, resolve=True),
                              eval_backend=backend)
+    _resolve_monitor(cfg, spec)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False)
