@@ -179,8 +179,10 @@ class VocDataModule(DetectionDataModule):
     same way; see VocInstances): ``root`` is the year folder, and each of
     ``train``, ``val`` and the optional ``test`` is a dict with the ``split``
     name (the ImageSets list) and optionally its own ``root`` (e.g. training on
-    VOC2012 trainval, testing on VOC2007 test). ``masks``: "auto" (instance
-    masks where SegmentationObject has them), True or False. Evaluation adds
+    VOC2012 trainval, testing on VOC2007 test). ``masks``: True (instance
+    masks, from the Segmentation lists), False (boxes only, from the Main
+    lists) or "auto" (masks where SegmentationObject has them); configs/data/voc.yaml
+    sets it from the model's ``masks``. Evaluation adds
     VOC07's 11-point AP50 to COCO's metrics. The other arguments are
     DetectionDataModule's."""
 
@@ -201,8 +203,14 @@ class VocDataModule(DetectionDataModule):
         super().__init__(splits, batch_size, num_workers, shuffle_seed, flip_probability)
 
     def _read(self, split, transforms):
-        return VocInstances(split.get("root") or self.root, split["split"], transforms,
-                            self.class_names_given, masks=self.masks)
+        try:
+            return VocInstances(split.get("root") or self.root, split["split"], transforms,
+                                self.class_names_given, masks=self.masks)
+        except FileNotFoundError as error:
+            if self.masks is not True or "masks=True" not in str(error):
+                raise
+            raise FileNotFoundError(f"{error}; a box-only model reads boxes only "
+                                    "(model=faster_rcnn, or model.masks=false)") from None
 
 
 def check_masks_for_mask_model(counts: MaskCounts) -> None:
