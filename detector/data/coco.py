@@ -107,8 +107,9 @@ def _per_instance(inputs) -> tuple:
 
 def detection_transforms(train: bool, flip_probability: float = 0.5) -> v2.Transform | None:
     """The data pipeline's augmentation: in training a horizontal flip (boxes,
-    masks and the per-instance fields follow), in evaluation nothing. Images keep their size: the model
-    resizes them itself and maps its detections back (docs/geometry.md)."""
+    masks and the per-instance fields follow), in evaluation nothing. Images
+    keep their size: the model resizes them itself and maps its detections
+    back (docs/geometry.md)."""
     if not train:
         return None
     if not 0.0 <= float(flip_probability) <= 1.0:

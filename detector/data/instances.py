@@ -51,8 +51,9 @@ class InstanceDataset(Dataset):
     (uint8 [N, H, W]; zeros where an annotation has no segmentation),
     ``has_mask`` (bool [N]: which instances have one; the mask loss leaves
     the others out) and ``image_id``. ``mask_counts`` counts the instances
-    with a mask; ``has_masks`` is whether there is any. ``transforms`` is a torchvision v2 transform applied to
-    (tv_tensors.Image, target); images end as float in [0, 1].
+    with a mask; ``has_masks`` is whether there is any. ``transforms`` is a
+    torchvision v2 transform applied to (tv_tensors.Image, target); images
+    end as float in [0, 1].
     """
 
     def _index(self, data: dict, source: Path, transforms: Callable | None,

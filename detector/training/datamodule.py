@@ -181,9 +181,9 @@ class VocDataModule(DetectionDataModule):
     name (the ImageSets list) and optionally its own ``root`` (e.g. training on
     VOC2012 trainval, testing on VOC2007 test). ``masks``: True (instance
     masks, from the Segmentation lists), False (boxes only, from the Main
-    lists) or "auto" (masks where SegmentationObject has them); configs/data/voc.yaml
-    sets it from the model's ``masks``. Evaluation adds
-    VOC07's 11-point AP50 to COCO's metrics. The other arguments are
+    lists) or "auto" (masks where SegmentationObject has them);
+    configs/data/voc.yaml sets it from the model's ``masks``. Evaluation
+    adds VOC07's 11-point AP50 to COCO's metrics. The other arguments are
     DetectionDataModule's."""
 
     extra_metrics = ("voc07_ap50",)
