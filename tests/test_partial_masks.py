@@ -42,7 +42,7 @@ def _write(tmp_path, segmentations):
 
 def test_has_mask_flags_and_counts(tmp_path):
     """No ``segmentation`` key and an empty list both mean: no mask."""
-    shifted = [[25, 5, 35, 5, 35, 15, 25, 15]]
+    shifted = [[55, 5, 60, 5, 60, 15, 55, 15]]  # the fourth box, clipped to the image
     dataset = CocoInstances(*_write(tmp_path, [SQUARE, None, [], shifted]))
     _, target = dataset[0]
     assert target["has_mask"].tolist() == [True, False, False, True]
