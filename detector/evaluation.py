@@ -62,6 +62,8 @@ def evaluate(coco_gt: COCO, results: list[dict], iou_types: Sequence[str] = ("bb
     ``extra`` adds other metrics: "voc07_ap50" is Pascal VOC 2007's 11-point
     box AP at IoU 0.5 (bbox's ``AP50_voc07``; see detector.voc_eval).
     ``backend``: "faster_coco_eval" or "pycocotools" (the reference).
+    Ground-truth instances without a segmentation count in ``bbox`` as usual
+    and are crowd regions in ``segm`` (see _segm_ground_truth).
     """
     unknown = set(extra) - set(EXTRA_METRICS)
     if unknown:
@@ -78,8 +80,9 @@ def evaluate(coco_gt: COCO, results: list[dict], iou_types: Sequence[str] = ("bb
         if not results:
             metrics[iou_type] = dict.fromkeys(METRICS, 0.0)
             continue
+        gt = _segm_ground_truth(coco_gt) if iou_type == "segm" else coco_gt
         stats = (_faster_stats if backend == "faster_coco_eval" else _pycocotools_stats)(
-            coco_gt, results, iou_type, image_ids)
+            gt, results, iou_type, image_ids)
         # COCOeval reports -1 where a size range has no ground truth.
         metrics[iou_type] = {name: float(value) for name, value in zip(METRICS, stats)}
     if "voc07_ap50" in extra:
@@ -87,6 +90,37 @@ def evaluate(coco_gt: COCO, results: list[dict], iou_types: Sequence[str] = ("bb
 
         metrics.setdefault("bbox", {})["AP50_voc07"] = voc07_ap50(coco_gt, results, image_ids)
     return metrics
+
+
+def _segm_ground_truth(coco_gt: COCO) -> COCO:
+    """The ground truth that ``segm`` is scored on: an annotation without a
+    segmentation (box-only, or an empty list) becomes a crowd region shaped
+    as its box. Its mask is unknown, so it is neither found nor missed: a
+    detected mask inside the box is ignored, not a false positive, and the
+    instance is not in the recall. Made once per ground truth; the ground
+    truth itself when every annotation has a segmentation."""
+    derived = getattr(coco_gt, "_segm_ground_truth", None)
+    if derived is not None:
+        return derived
+    annotations = coco_gt.dataset["annotations"]
+    if all(ann.get("segmentation") for ann in annotations):
+        coco_gt._segm_ground_truth = coco_gt
+        return coco_gt
+    data = {**coco_gt.dataset, "annotations": [
+        ann if ann.get("segmentation") else {**ann, "iscrowd": 1,
+                                             "segmentation": [_box_polygon(ann["bbox"])]}
+        for ann in annotations]}
+    derived = COCO()
+    derived.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        derived.createIndex()
+    coco_gt._segm_ground_truth = derived
+    return derived
+
+
+def _box_polygon(bbox: Sequence[float]) -> list[float]:
+    x, y, w, h = (float(v) for v in bbox)
+    return [x, y, x + w, y, x + w, y + h, x, y + h]
 
 
 def _run(evaluator, image_ids: Sequence[int] | None):

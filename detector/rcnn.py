@@ -20,10 +20,11 @@ class GeneralizedRCNN(nn.Module):
 
     Images are float tensors [3, H, W] in [0, 1]; targets are dicts with
     ``boxes`` (x1, y1, x2, y2 pixels), ``labels`` (int64, 0 = background) and
-    for masks ``masks`` (uint8 [N, H, W]). In training the model returns a dict
-    of named losses; in eval a list of per-image dicts with ``boxes``,
-    ``labels``, ``scores`` (and ``masks`` [N, 1, H, W] probabilities) in the
-    coordinates of the images given.
+    for masks ``masks`` (uint8 [N, H, W]) and optionally ``has_mask`` (bool
+    [N]: instances without a mask take no part in the mask loss). In
+    training the model returns a dict of named losses; in eval a list of
+    per-image dicts with ``boxes``, ``labels``, ``scores`` (and ``masks``
+    [N, 1, H, W] probabilities) in the coordinates of the images given.
     """
 
     def __init__(self, backbone: nn.Module, rpn: RegionProposalNetwork, roi_heads: ROIHeads,

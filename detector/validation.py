@@ -49,6 +49,10 @@ def check_targets(images: list[Tensor], targets: list[dict[str, Tensor]], num_cl
             if labels.min() < 1 or labels.max() >= num_classes:
                 raise ValueError(f"targets[{i}]['labels'] must be in [1, {num_classes - 1}], got "
                                  f"{labels.tolist()}")
+        flags = target.get("has_mask")
+        if flags is not None and (flags.dtype != torch.bool or flags.shape != boxes.shape[:1]):
+            raise ValueError(f"targets[{i}]['has_mask'] must be bool [{boxes.shape[0]}], "
+                             f"got {flags.dtype} {tuple(flags.shape)}")
         if with_masks:
             masks = target.get("masks")
             if masks is None or masks.shape != (boxes.shape[0], height, width):

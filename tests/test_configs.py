@@ -8,12 +8,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import detector
 from detector.data import make_synthetic_coco
 from detector.training import DetectionDataModule
-from detector.training.run import _instantiate_all
+from detector.training.run import _instantiate_all, monitored_metric
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ["data", "roi_op", "model", "backbone", "trainer", "callbacks", "logger", "paths",
@@ -73,7 +73,20 @@ def test_model_and_backbone_configs_instantiate(tmp_path, model, backbone):
     net = hydra.utils.instantiate(cfg.model, num_classes=3)
     assert isinstance(net, detector.GeneralizedRCNN)
     assert net.roi_heads.has_masks == (model == "mask_rcnn")
-    assert cfg.monitor == ("val/segm_AP" if model == "mask_rcnn" else "val/bbox_AP")
+    spec = OmegaConf.to_container(cfg.model, resolve=True)
+    assert monitored_metric(cfg.monitor, spec) == (
+        "val/segm_AP" if model == "mask_rcnn" else "val/bbox_AP")
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ((), "val/segm_AP"), (("model.masks=false",), "val/bbox_AP"),
+    (("model=faster_rcnn",), "val/bbox_AP"),
+    (("model=faster_rcnn", "monitor=val/bbox_AP50"), "val/bbox_AP50"),
+    (("monitor=val/loss",), "val/loss")])
+def test_the_monitored_metric_follows_the_model_unless_set(tmp_path, overrides, expected):
+    cfg = _compose(tmp_path, *overrides)
+    spec = OmegaConf.to_container(cfg.model, resolve=True)
+    assert monitored_metric(cfg.monitor, spec) == expected
 
 
 def test_default_model_runs_on_an_image(tmp_path):

@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from detector.data.instances import Categories
+from detector.data.categories import Categories
 from detector.training import CocoDataModule, DetectionModule, train
 from detector.training.checkpoint_model import (
     apply_changes,

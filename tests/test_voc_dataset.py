@@ -5,6 +5,7 @@ difficult objects, boxes-only mode, errors that name the file; and the VOC07
 import contextlib
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,54 @@ def test_boxes_only(voc):
     with pytest.warns(UserWarning, match="dropped 1 degenerate"):
         dataset = VocInstances(voc)
     assert not dataset.has_masks and len(dataset) == 3
+
+
+def test_masks_from_a_shorter_segmentation_list_are_a_warning(voc):
+    """The fixture's Segmentation list has 2 of the Main list's 3 images."""
+    for masks in (True, "auto"):
+        with pytest.warns(UserWarning, match=r"Segmentation/trainval.txt lists 2 images and "
+                                             r".*Main/trainval.txt 3: .*masks=False reads "
+                                             r"all 3"):
+            assert len(VocInstances(voc, masks=masks)) == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        VocInstances(voc, masks=False)
+    assert not [w for w in caught if "lists 2 images" in str(w.message)]
+
+
+@pytest.mark.parametrize("model, images, masks", [
+    ("model=faster_rcnn", 3, False), ("model.masks=false", 3, False),
+    ("model=mask_rcnn", 2, True)])
+def test_data_voc_reads_the_list_of_the_model(voc, tmp_path, model, images, masks):
+    """``data=voc``: a box-only model reads every image of ImageSets/Main, not
+    the shorter Segmentation list; a mask model reads the Segmentation list,
+    with the warning that counts both."""
+    import hydra
+    from hydra import compose, initialize_config_dir
+
+    configs = str(Path(__file__).resolve().parents[1] / "configs")
+    with initialize_config_dir(config_dir=configs, version_base="1.3"):
+        cfg = compose("train", overrides=["data=voc", f"data.root={voc}", model,
+                                          f"paths.output_dir={tmp_path}"])
+    data = hydra.utils.instantiate(cfg.data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = data.dataset("train")
+    assert len(dataset) == images and data.has_masks == masks
+    assert dataset.split_file.parent.name == ("Segmentation" if masks else "Main")
+    counted = [w for w in caught if "lists 2 images and" in str(w.message)]
+    assert len(counted) == (1 if masks else 0)
+
+
+def test_a_mask_model_on_a_folder_without_masks_is_told_the_fix(voc):
+    from detector.training import VocDataModule
+
+    for png in (voc / "SegmentationObject").glob("*.png"):
+        png.unlink()
+    data = VocDataModule(str(voc), {"split": "trainval"}, {"split": "trainval"}, masks=True)
+    with pytest.raises(FileNotFoundError, match=r"instance mask .*000001.png is missing "
+                                                r"\(2 of the 2 images .*model=faster_rcnn"):
+        data.dataset("train")
 
 
 def test_custom_class_names(voc):

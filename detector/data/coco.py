@@ -10,7 +10,8 @@ from pathlib import Path
 
 from torchvision.transforms import v2
 
-from .instances import Categories, InstanceDataset
+from .categories import Categories
+from .instances import InstanceDataset
 
 
 def _load_json(path: Path) -> dict:
@@ -100,16 +101,24 @@ class CocoInstances(InstanceDataset):
         return f"{self.annotations_file} gives"
 
 
+def _per_instance(inputs) -> tuple:
+    """What SanitizeBoundingBoxes keeps aligned with the boxes, beside the
+    masks: the labels and the per-instance ``has_mask`` flags."""
+    target = inputs[1]
+    return tuple(target[key] for key in ("labels", "has_mask") if key in target)
+
+
 def detection_transforms(train: bool, flip_probability: float = 0.5) -> v2.Transform | None:
-    """The data pipeline's augmentation: in training a horizontal flip (boxes
-    and masks follow), in evaluation nothing. Images keep their size: the model
-    resizes them itself and maps its detections back (docs/geometry.md)."""
+    """The data pipeline's augmentation: in training a horizontal flip (boxes,
+    masks and the per-instance fields follow), in evaluation nothing. Images
+    keep their size: the model resizes them itself and maps its detections
+    back (docs/geometry.md)."""
     if not train:
         return None
     if not 0.0 <= float(flip_probability) <= 1.0:
         raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability!r}")
     return v2.Compose([v2.RandomHorizontalFlip(float(flip_probability)),
-                       v2.SanitizeBoundingBoxes(min_size=1.0)])
+                       v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=_per_instance)])
 
 
 def collate(batch):

@@ -7,10 +7,9 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from pycocotools.coco import COCO
@@ -19,50 +18,22 @@ from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
+from .categories import Categories
 
-@dataclass(frozen=True)
-class Categories:
-    """The categories a model predicts: label i (1..K) is the category with id
-    ``ids[i - 1]`` named ``names[i - 1]``. ``source`` says where they were read
-    (the training annotations, or a checkpoint), for error messages."""
 
-    ids: tuple[int, ...]
-    names: tuple[str, ...]
-    source: str
+class MaskCounts(NamedTuple):
+    """How many of a dataset's training instances (not crowd, not degenerate)
+    have a segmentation, and the file that says so."""
 
-    def __post_init__(self):
-        if len(self.ids) != len(self.names):
-            raise ValueError(f"{self.source}: {len(self.ids)} category ids for "
-                             f"{len(self.names)} class names")
+    with_masks: int
+    instances: int
+    source: Path
 
-    @classmethod
-    def of_model(cls, class_names: Sequence[str], category_ids: Sequence[int] | None,
-                 source: str) -> "Categories":
-        """From a model's ``class_names`` (background first) and ``category_ids``."""
-        if category_ids is None:
-            raise ValueError(f"{source} does not say which category id each label is "
-                             "(its model has no category_ids)")
-        return cls(tuple(int(i) for i in category_ids), tuple(class_names[1:]), source)
 
-    def check(self, own: Sequence[dict], annotations: Sequence[dict], source: str) -> None:
-        """Refuses a split whose categories contradict these: the same id with
-        another name, the same name with another id, or a category the model
-        does not know that has annotations. A subset, in any order, is fine."""
-        name_of = dict(zip(self.ids, self.names))
-        id_of = dict(zip(self.names, self.ids))
-        counts = Counter(a.get("category_id") for a in annotations)
-        for category in own:
-            cid, name = category.get("id"), category.get("name")
-            if cid in name_of and name_of[cid] != name:
-                raise ValueError(f"{source}: category id {cid} is named {name!r}, but "
-                                 f"{self.source} names it {name_of[cid]!r}")
-            if name in id_of and id_of[name] != cid:
-                raise ValueError(f"{source}: category {name!r} has id {cid}, but id "
-                                 f"{id_of[name]} in {self.source}")
-            if cid not in name_of and counts[cid]:
-                raise ValueError(f"{source}: category {name!r} (id {cid}, {counts[cid]} "
-                                 f"annotations) is not one of the model's categories "
-                                 f"({', '.join(self.names)}; from {self.source})")
+def has_segmentation(ann: dict) -> bool:
+    """Whether an annotation has a mask: box-only exports leave
+    ``segmentation`` out, or write an empty list."""
+    return bool(ann.get("segmentation"))
 
 
 class InstanceDataset(Dataset):
@@ -83,9 +54,12 @@ class InstanceDataset(Dataset):
     to the image are dropped, with one warning that counts them.
 
     Targets: ``boxes`` (x1, y1, x2, y2 pixels), ``labels`` (int64), ``masks``
-    (uint8 [N, H, W]; zeros where an annotation has no segmentation) and
-    ``image_id``. ``transforms`` is a torchvision v2 transform applied to
-    (tv_tensors.Image, target); images end as float in [0, 1].
+    (uint8 [N, H, W]; zeros where an annotation has no segmentation),
+    ``has_mask`` (bool [N]: which instances have one; the mask loss leaves
+    the others out) and ``image_id``. ``mask_counts`` counts the instances
+    with a mask; ``has_masks`` is whether there is any. ``transforms`` is a
+    torchvision v2 transform applied to (tv_tensors.Image, target); images
+    end as float in [0, 1].
     """
 
     def _index(self, data: dict, source: Path, transforms: Callable | None,
@@ -110,12 +84,19 @@ class InstanceDataset(Dataset):
         self.class_names = ["__background__", *categories.names]
         self.transforms = transforms
         self.min_box_size = min_box_size
-        dropped = sum(1 for ann in data["annotations"]
-                      if not ann.get("iscrowd", 0) and self._degenerate(ann))
+        instances = [ann for ann in data["annotations"] if not ann.get("iscrowd", 0)]
+        dropped = sum(1 for ann in instances if self._degenerate(ann))
+        kept = [ann for ann in instances if not self._degenerate(ann)]
+        self.mask_counts = MaskCounts(sum(map(has_segmentation, kept)), len(kept), Path(source))
         if dropped:
             warnings.warn(f"{source}: dropped {dropped} degenerate boxes "
                           f"(smaller than {min_box_size} px after clipping to the image)",
                           stacklevel=3)
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether any training instance has a mask (box-only data has none)."""
+        return self.mask_counts.with_masks > 0
 
     def _size_source(self, image_id: int) -> str:
         """Where the ground truth's size of ``image_id`` was read, as
@@ -170,14 +151,16 @@ class InstanceDataset(Dataset):
                 if not a.get("iscrowd", 0) and not self._degenerate(a)]
         boxes = torch.tensor([self._clipped(a) for a in anns], dtype=torch.float32).reshape(-1, 4)
         masks = torch.zeros((len(anns), height, width), dtype=torch.uint8)
+        has_mask = torch.tensor([has_segmentation(a) for a in anns], dtype=torch.bool)
         for i, ann in enumerate(anns):
-            if ann.get("segmentation"):
+            if has_mask[i]:
                 masks[i] = torch.from_numpy(self.coco.annToMask(ann))
         target = {
             "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
             "labels": torch.tensor([self.category_to_label[a["category_id"]] for a in anns],
                                    dtype=torch.int64),
             "masks": tv_tensors.Mask(masks),
+            "has_mask": has_mask,
             "image_id": image_id,
         }
         image = tv_tensors.Image(image)
@@ -188,5 +171,6 @@ class InstanceDataset(Dataset):
             "boxes": target["boxes"].as_subclass(torch.Tensor),
             "labels": target["labels"],
             "masks": target["masks"].as_subclass(torch.Tensor),
+            "has_mask": target["has_mask"],
             "image_id": target["image_id"],
         }

@@ -6,6 +6,7 @@ in memory from the XMLs, so evaluation treats both alike."""
 from __future__ import annotations
 
 import math
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,7 +15,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image
 
-from .instances import Categories, InstanceDataset
+from .categories import Categories
+from .instances import InstanceDataset
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -51,6 +53,8 @@ def _split(root: Path, split: str, masks: bool | str) -> tuple[Path, list[str], 
         ids = _read_ids(path)
         missing = _missing_masks(root, ids)
         if not missing:
+            if path == segmentation and main.is_file():
+                _warn_if_fewer(segmentation, ids, main)
             return path, ids, True
         if masks is True:
             raise FileNotFoundError(f"masks=True but instance mask {missing[0]} is missing "
@@ -62,6 +66,16 @@ def _split(root: Path, split: str, masks: bool | str) -> tuple[Path, list[str], 
             return path, _read_ids(path), False
     raise FileNotFoundError(f"split list '{split}' not found: neither {segmentation} "
                             f"nor {main} exists")
+
+
+def _warn_if_fewer(segmentation: Path, ids: list[str], main: Path) -> None:
+    """Masks come from the Segmentation list: says so when it is the smaller
+    one (VOC2007 trainval: 422 images of the Main list's 5,011)."""
+    total = len(_read_ids(main))
+    if len(ids) < total:
+        warnings.warn(f"{segmentation} lists {len(ids)} images and {main} {total}: instance "
+                      f"masks exist for the Segmentation list, so {len(ids)} images are read "
+                      f"(masks=False reads all {total}, boxes only)", stacklevel=4)
 
 
 def _text(node: ET.Element, tag: str) -> str | None:
@@ -158,7 +172,9 @@ class VocInstances(InstanceDataset):
     reads that list; otherwise it reads boxes only (masks all zero) from
     ImageSets/Main/<split>.txt. True demands masks (from the Segmentation
     list, else the Main one); False reads boxes only, from the Main list
-    (else the Segmentation one). ``has_masks`` says which it is.
+    (else the Segmentation one): what a box-only model wants, every image.
+    Masks read from a Segmentation list shorter than the Main list are a
+    warning that gives both counts. ``has_masks`` says which it is.
 
     VOC boxes are 1-based inclusive pixels; as detectron2 does, they become
     (x1, y1, x2, y2) = (xmin - 1, ymin - 1, xmax, ymax) in the project's
@@ -189,7 +205,7 @@ class VocInstances(InstanceDataset):
         if not names or len(set(names)) != len(names):
             raise ValueError(f"class_names must be distinct and non-empty, got {names}")
         self.images_dir = self.root / "JPEGImages"
-        self.split_file, self.file_names, self.has_masks = _split(self.root, split, masks)
+        self.split_file, self.file_names, self._reads_masks = _split(self.root, split, masks)
         self._index(self._ground_truth(names), self.split_file, transforms, min_box_size,
                     categories)
 
@@ -210,7 +226,7 @@ class VocInstances(InstanceDataset):
             images.append({"id": image_id, "file_name": f"{name}.jpg",
                            "width": record["width"], "height": record["height"]})
             rles = None
-            if self.has_masks:
+            if self._reads_masks:
                 rles = _instance_rles(self.root / "SegmentationObject" / f"{name}.png", xml,
                                       len(objects), (record["height"], record["width"]))
             for i, obj in enumerate(objects):

@@ -97,7 +97,10 @@ class ROIHeads(nn.Module):
         logits, deltas = self.box_branch(self.box_pooler(maps, boxes))
         losses = self.box_branch.loss(logits, deltas, torch.cat(labels), torch.cat(regression))
         if self.has_masks:
-            positive = [torch.nonzero(label > 0).flatten() for label in labels]
+            # positives matched to an instance without a mask (has_mask False)
+            # take no part in the mask loss
+            positive = [torch.nonzero((label > 0) & _with_mask(t, m)).flatten()
+                        for label, t, m in zip(labels, targets, matches)]
             pos_boxes = [b[p] for b, p in zip(boxes, positive)]
             mask_logits = self.mask_branch(self.mask_pooler(maps, pos_boxes))
             mask_targets = MaskBranch.targets(
@@ -106,3 +109,12 @@ class ROIHeads(nn.Module):
             pos_labels = torch.cat([label[p] for label, p in zip(labels, positive)])
             losses.update(self.mask_branch.loss(mask_logits, pos_labels, mask_targets))
         return losses
+
+
+def _with_mask(target: dict[str, Tensor], matched: Tensor) -> Tensor:
+    """Whether each sampled proposal's matched instance has a ground-truth
+    mask (every instance has one when the target carries no ``has_mask``)."""
+    flags = target.get("has_mask")
+    if flags is None or flags.numel() == 0:
+        return torch.ones_like(matched, dtype=torch.bool)
+    return flags.to(matched.device)[matched]

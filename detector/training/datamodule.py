@@ -3,6 +3,7 @@ included) and Pascal VOC folders."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -10,7 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.coco import CocoInstances, collate, detection_transforms
-from ..data.instances import Categories
+from ..data.categories import Categories
+from ..data.instances import MaskCounts
 from ..data.synthetic import make_synthetic_coco
 from ..data.voc import VocInstances
 from .sampling import EpochSampler
@@ -88,6 +90,11 @@ class DetectionDataModule(pl.LightningDataModule):
         if self._categories is None:
             self._categories = self.dataset("train").categories
         return self._categories
+
+    @property
+    def mask_counts(self) -> MaskCounts | None:
+        """How many training instances have a mask, of how many, in which file."""
+        return getattr(self.dataset("train"), "mask_counts", None)
 
     def dataset(self, stage: str):
         if stage not in self._datasets:
@@ -214,9 +221,11 @@ class VocDataModule(DetectionDataModule):
     same way; see VocInstances): ``root`` is the year folder, and each of
     ``train``, ``val`` and the optional ``test`` is a dict with the ``split``
     name (the ImageSets list) and optionally its own ``root`` (e.g. training on
-    VOC2012 trainval, testing on VOC2007 test). ``masks``: "auto" (instance
-    masks where SegmentationObject has them), True or False. Evaluation adds
-    VOC07's 11-point AP50 to COCO's metrics. The other arguments are
+    VOC2012 trainval, testing on VOC2007 test). ``masks``: True (instance
+    masks, from the Segmentation lists), False (boxes only, from the Main
+    lists) or "auto" (masks where SegmentationObject has them);
+    configs/data/voc.yaml sets it from the model's ``masks``. Evaluation
+    adds VOC07's 11-point AP50 to COCO's metrics. The other arguments are
     DetectionDataModule's."""
 
     extra_metrics = ("voc07_ap50",)
@@ -238,5 +247,28 @@ class VocDataModule(DetectionDataModule):
     split_settings = "data.SPLIT.split=NAME, optionally data.SPLIT.root=DIR"
 
     def _read(self, split, transforms, categories):
-        return VocInstances(split.get("root") or self.root, split["split"], transforms,
-                            self.class_names_given, masks=self.masks, categories=categories)
+        try:
+            return VocInstances(split.get("root") or self.root, split["split"], transforms,
+                                self.class_names_given, masks=self.masks, categories=categories)
+        except FileNotFoundError as error:
+            if self.masks is not True or "masks=True" not in str(error):
+                raise
+            raise FileNotFoundError(f"{error}; a box-only model reads boxes only "
+                                    "(model=faster_rcnn, or model.masks=false)") from None
+
+
+def check_masks_for_mask_model(counts: MaskCounts) -> None:
+    """A mask model's training data: refused when no instance has a mask;
+    one warning that counts the instances without one (they take no part in
+    the mask loss) when only some have."""
+    with_masks, instances, source = counts
+    if instances and not with_masks:
+        raise ValueError(f"the training data {source} has no instance masks (none of its "
+                         f"{instances} instances has a segmentation), but the model has a "
+                         "mask head: train Faster R-CNN (model=faster_rcnn, or "
+                         "model.masks=false)")
+    if with_masks < instances:
+        warnings.warn(f"{source}: {instances - with_masks} of the {instances} training "
+                      "instances have no segmentation; they take no part in the mask loss "
+                      "(and segm evaluation treats such instances as crowd regions)",
+                      stacklevel=2)

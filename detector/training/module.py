@@ -15,10 +15,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..data.instances import Categories
+from ..data.categories import Categories
 from ..evaluation import BACKENDS, evaluate, to_coco_results
 from ..rcnn import GeneralizedRCNN
 from ..spec import build_model
+from .datamodule import check_masks_for_mask_model
 from .divergence import (
     TrainingDiverged,
     describe,
@@ -209,8 +210,11 @@ class DetectionModule(pl.LightningModule):
             ids = getattr(datamodule, "category_ids", None)
             if ids is not None and spec.get("category_ids") is None:
                 spec["category_ids"] = list(ids)
-        if (fitting and spec.get("masks", True)
-                and getattr(datamodule, "has_masks", True) is False):
+        counts = getattr(datamodule, "mask_counts", None) if fitting else None
+        if fitting and spec.get("masks", True) and counts is not None:
+            check_masks_for_mask_model(counts)
+        elif (fitting and spec.get("masks", True)
+              and getattr(datamodule, "has_masks", True) is False):
             raise ValueError("the training data has no instance masks (boxes only), but the "
                              "model has a mask head: train Faster R-CNN (model=faster_rcnn, "
                              "or model.masks=false)")

@@ -12,11 +12,11 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..curves import plot_curves
 from ..evaluation import format_table
-from ..data.instances import Categories
+from ..data.categories import Categories
 from .divergence import TrainingDiverged
 from .checkpoint_model import (
     baseline_model,
@@ -133,6 +133,21 @@ def _draw_curves(output_dir: Path) -> None:
         log.info("learning curves: %s", path)
 
 
+def monitored_metric(monitor: str | None, spec: dict) -> str | None:
+    """The metric that picks the best checkpoint: ``monitor`` as set, or for
+    "auto" the model's own, val/segm_AP with a mask head, val/bbox_AP without
+    (a metric that is never logged would stop Lightning)."""
+    if monitor != "auto":
+        return monitor
+    return "val/segm_AP" if spec.get("masks", True) else "val/bbox_AP"
+
+
+def _resolve_monitor(cfg: DictConfig, spec: dict) -> None:
+    """Sets ``cfg.monitor`` (which the checkpoint callback reads) to the metric."""
+    with open_dict(cfg):
+        cfg.monitor = monitored_metric(cfg.get("monitor"), spec)
+
+
 def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
@@ -153,9 +168,12 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
         spec, model_changes = _model_to_evaluate(cfg, ckpt_path)
         datamodule.use_categories(Categories.of_model(
             spec["class_names"], spec.get("category_ids"), f"the checkpoint {ckpt_path}"))
+        if "masks" in cfg.data and OmegaConf.is_interpolation(cfg.data, "masks"):
+            datamodule.masks = spec.get("masks", True)  # data=voc reads what the model uses
     backend = (cfg.get("evaluation") or {}).get("backend", "faster_coco_eval")
     module = DetectionModule(spec, **OmegaConf.to_container(cfg.module, resolve=True),
                              eval_backend=backend)
+    _resolve_monitor(cfg, spec)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False)
