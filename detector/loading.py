@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import torch
 
 from .rcnn import GeneralizedRCNN
-from .spec import build_model
+from .spec import build_model, without_pretrained_files
 from .weights import load_fitting, read_checkpoint
 
 
@@ -33,7 +33,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
         raise ValueError(f"{path} has no complete model specification "
                          "(hyper_parameters.model with num_classes); was it written by "
                          "detector.training.DetectionModule from a specification?")
-    spec = dict(spec)
+    spec = without_pretrained_files(spec)  # every weight comes from the checkpoint
     for key, overrides in (("transform", transform), ("inference", inference)):
         overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         if overrides:

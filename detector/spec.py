@@ -64,6 +64,23 @@ def instantiate(node: Any, *, trust: bool = False) -> Any:
     return node
 
 
+# files a specification reads only to initialise weights that a checkpoint replaces
+PRETRAINED_FILE_KEYS = ("backbone_weights",)
+
+
+def without_pretrained_files(node: Any) -> Any:
+    """``node`` with every pretrained-weights path (``backbone_weights``) set to
+    None: a model rebuilt from a checkpoint takes all its weights from the
+    checkpoint, and the file it was first initialised from may not exist on
+    this machine."""
+    if isinstance(node, Mapping):
+        return {k: None if k in PRETRAINED_FILE_KEYS else without_pretrained_files(v)
+                for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [without_pretrained_files(v) for v in node]
+    return node
+
+
 def build_model(spec: Mapping, *, trust: bool = False) -> GeneralizedRCNN:
     """The detector a specification describes (see the module's docstring)."""
     if not isinstance(spec, Mapping) or "_target_" not in spec:

@@ -29,6 +29,27 @@ def test_load_gives_back_the_trained_model(trained):
     assert_same_detections(got, expected, score_atol=1e-5, box_atol=1e-3, mask_atol=1e-5)
 
 
+def test_a_checkpoint_loads_without_the_file_its_backbone_started_from(trained, tmp_path):
+    """Every weight comes from the checkpoint: the ImageNet file the backbone
+    was initialised from (model.backbone_weights) is not read again, and may
+    be missing on this machine (detector.load, and rcnn-evaluate's model)."""
+    from detector.training.checkpoint_model import model_to_evaluate
+
+    path, module, data = trained
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"]["model"]["backbone_weights"] = str(tmp_path / "gone.pth")
+    moved = tmp_path / "moved.ckpt"
+    torch.save(checkpoint, moved)
+    image, _ = data.dataset("val")[0]
+    module.model.eval()
+    with torch.no_grad():
+        expected = module.model.predict([image])[0]
+        got = detector.load(moved).predict([image])[0]
+    assert_same_detections(got, expected, score_atol=1e-5, box_atol=1e-3, mask_atol=1e-5)
+    spec, _ = model_to_evaluate(str(moved), checkpoint["hyper_parameters"]["model"], None)
+    assert spec["backbone_weights"] is None
+
+
 class _RunsCode:
     def __reduce__(self):
         return (os.makedirs, (self.marker,))

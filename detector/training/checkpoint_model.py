@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..spec import without_pretrained_files
 from ..weights import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def model_to_evaluate(ckpt_path: str, configured: Mapping, baseline: Mapping | N
     if fixed:
         raise ValueError(f"{', '.join('model.' + k for k in fixed)}: the classes of a checkpoint "
                          f"are its own ({ckpt_path}); evaluating cannot change them")
-    spec = apply_changes(saved, changes)
+    spec = without_pretrained_files(apply_changes(saved, changes))  # the checkpoint's weights
     report = []
     for path, value in changes.items():
         before = _value_at(saved, path)
