@@ -113,10 +113,13 @@ else
   SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
   if [ -n "$SANITIZER" ]; then
     # memcheck over the operators' CUDA tests; the caching allocator off, so
-    # an access outside a tensor is outside an allocation
+    # an access outside a tensor is outside an allocation. Left out: the 4 GiB
+    # input (slow under memcheck), torch.compile, and the tests whose child
+    # process stops on a device-side assertion on purpose.
     step sanitizer 240 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool memcheck \
       --error-exitcode 1 $PY -m pytest -q -p no:cacheprovider -x tests/test_ops_cuda.py \
-      -k "not large and not compile and not second_device"
+      tests/test_ops_cuda_cases.py \
+      -k "not 2_pow_31 and not compile and not async and not stops_the_gpu"
   else
     skip sanitizer "no compute-sanitizer"
   fi
