@@ -35,12 +35,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true",
+                        help="16 channels, 32 boxes: checks the script, times nothing")
     args = parser.parse_args()
     device = torch.device(args.device)
     ops.load()
     roi_ops = torch.ops.roi_ops
     scale, size, ratio = 1 / 4, 7, 2
-    x, rois = (t.to(device) for t in make_case(scale=scale))
+    case = make_case(scale=scale, **(dict(channels=16, num_boxes=32) if args.smoke else {}))
+    x, rois = (t.to(device) for t in case)
     n, c, h, w = x.shape
     grad = torch.randn(rois.shape[0], c, size, size,
                        generator=torch.Generator().manual_seed(1)).to(device)

@@ -83,6 +83,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true",
+                        help="one shape, 16 channels, 32 boxes: checks the script, times nothing")
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -93,8 +95,9 @@ def main():
     if cuda:
         header += ["det. bwd ms", "det./default"]
     rows = [header]
-    for shape_name, shape, size in SHAPES:
-        x, rois = make_case(device, shape["height"], shape["width"], shape["scale"])
+    for shape_name, shape, size in SHAPES[:1] if args.smoke else SHAPES:
+        x, rois = make_case(device, shape["height"], shape["width"], shape["scale"],
+                            **(dict(channels=16, per_image=16) if args.smoke else {}))
         xg = x.clone().requires_grad_(True)
         for op_name, ours, theirs in candidates(size, shape["scale"]):
             grad = torch.randn_like(ours(x, rois))

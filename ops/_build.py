@@ -10,7 +10,11 @@ another torch gives another key and one more build.
 Environment:
     ROI_OPS_CACHE=DIR  where built libraries are kept
                        (default: $XDG_CACHE_HOME/roi_ops, else ~/.cache/roi_ops)
-    ROI_OPS_CUDA=0|1   force the CUDA kernels off / on (default: automatic)
+    ROI_OPS_CUDA=0|1   force the CUDA kernels off / on (default: automatic);
+                       ROI_OPS_CUDA=1 builds them with no GPU present too (they load
+                       without one: ops.has_cuda_kernels())
+    TORCH_CUDA_ARCH_LIST  GPU architectures to build for (default: the visible
+                       GPUs', else every one this torch was built for)
     ROI_OPS_VERBOSE=1  show the compiler's output
 """
 
@@ -22,7 +26,6 @@ import hashlib
 import logging
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +35,9 @@ import time
 from pathlib import Path
 
 import torch
+
+from . import _cuda_toolkit
+from ._cuda_toolkit import find_nvcc, nvcc_version  # noqa: F401 (the compile check's)
 
 _CSRC = Path(__file__).resolve().parent / "csrc"
 _LOCK = threading.Lock()
@@ -142,13 +148,14 @@ def _cuda_wanted() -> bool:
         return False
     if choice != "1" and not torch.cuda.is_available():
         return False
-    cuda_home = _cpp_extension().CUDA_HOME
-    if cuda_home is None:
+    if _cuda_toolkit.find_toolkit() is None:
+        where = ("$CUDA_HOME, $CUDA_PATH, site-packages/nvidia/cu"
+                 f"{torch.version.cuda.split('.')[0]}, nvcc on PATH, /usr/local/cuda")
         if choice == "1":
-            raise BuildError("ROI_OPS_CUDA=1 but no CUDA toolkit was found (set CUDA_HOME, "
-                             "or pip install 'cuda-toolkit[nvcc,cccl]')")
-        log.warning("roi_ops: a GPU is present but no CUDA toolkit was found (set CUDA_HOME); "
-                    "building the CPU kernels only")
+            raise BuildError(f"ROI_OPS_CUDA=1 but no CUDA toolkit was found (looked in {where}); "
+                             "set CUDA_HOME, or pip install 'cuda-toolkit[nvcc,cccl]'")
+        log.warning("roi_ops: a GPU is present but no CUDA toolkit was found (looked in %s); "
+                    "building the CPU kernels only", where)
         return False
     return True
 
@@ -164,7 +171,9 @@ def build_key(with_cuda: bool) -> str:
              os.environ.get("CXX", ""), " ".join(cxx_flags()),
              " ".join(nvcc_flags()) if with_cuda else "", str(with_cuda)]
     if with_cuda:
-        parts.append(os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
+        home = _cuda_toolkit.find_toolkit()
+        parts += [os.environ.get("TORCH_CUDA_ARCH_LIST", ""), str(home),
+                  str(_cuda_toolkit.default_arch_list())]
         if torch.cuda.is_available():
             parts += [".".join(map(str, torch.cuda.get_device_capability(i)))
                       for i in range(torch.cuda.device_count())]
@@ -243,23 +252,26 @@ def _build(with_cuda: bool, target: Path) -> None:
     name = _library_name(with_cuda)
     build_dir = cache_dir() / f"build-{name}"
     build_dir.mkdir(parents=True, exist_ok=True)
+    cuda = _cuda_build_settings(build_dir) if with_cuda else _CudaSettings()
     started = time.perf_counter()
     print(f"roi_ops: compiling the ROI operators for this machine, once "
           f"(~{'2 min' if with_cuda else '30 s'}; kept in {cache_dir()})",
           file=sys.stderr, flush=True)
     try:
-        cpp_extension.load(
-            name=name,
-            sources=[str(s) for s in cpu_sources() + (cuda_sources() if with_cuda else [])],
-            extra_cflags=cxx_flags() + list(omp_cflags)
-            + (["-DROI_OPS_WITH_CUDA"] if with_cuda else []),
-            extra_cuda_cflags=nvcc_flags(),
-            extra_ldflags=list(omp_ldflags),
-            with_cuda=with_cuda,
-            build_directory=str(build_dir),
-            is_python_module=False,
-            verbose=os.environ.get("ROI_OPS_VERBOSE", "") == "1",
-        )
+        with cuda.applied(cpp_extension):
+            cpp_extension.load(
+                name=name,
+                sources=[str(s) for s in cpu_sources() + (cuda_sources() if with_cuda else [])],
+                extra_cflags=cxx_flags() + list(omp_cflags)
+                + (["-DROI_OPS_WITH_CUDA"] if with_cuda else []),
+                extra_cuda_cflags=nvcc_flags(),
+                extra_ldflags=list(omp_ldflags) + cuda.ldflags,
+                extra_include_paths=cuda.include_paths,
+                with_cuda=with_cuda,
+                build_directory=str(build_dir),
+                is_python_module=False,
+                verbose=os.environ.get("ROI_OPS_VERBOSE", "") == "1",
+            )
     except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
         raise BuildError(
             f"roi_ops: compiling the ROI operators failed with {_compiler()} in {build_dir} "
@@ -269,6 +281,58 @@ def _build(with_cuda: bool, target: Path) -> None:
     shutil.copyfile(built, partial)
     os.replace(partial, target)
     print(f"roi_ops: done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+class _CudaSettings:
+    """What a CUDA build adds to cpp_extension's own: the toolkit (set as
+    cpp_extension's CUDA_HOME while building), link and include flags, and the
+    architecture list when no GPU is visible. Empty for a CPU build."""
+
+    def __init__(self, home: Path | None = None, ldflags: list[str] | None = None,
+                 include_paths: list[str] | None = None, arch_list: str | None = None):
+        self.home, self.arch_list = home, arch_list
+        self.ldflags, self.include_paths = ldflags or [], include_paths or []
+
+    @contextlib.contextmanager
+    def applied(self, cpp_extension):
+        if self.home is None:
+            yield
+            return
+        saved_home, saved_arch = cpp_extension.CUDA_HOME, os.environ.get("TORCH_CUDA_ARCH_LIST")
+        cpp_extension.CUDA_HOME = str(self.home)
+        if self.arch_list:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = self.arch_list
+        try:
+            yield
+        finally:
+            cpp_extension.CUDA_HOME = saved_home
+            if self.arch_list:
+                if saved_arch is None:
+                    os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+                else:
+                    os.environ["TORCH_CUDA_ARCH_LIST"] = saved_arch
+
+
+def _cuda_build_settings(build_dir: Path) -> _CudaSettings:
+    """The toolkit checked (nvcc of torch's CUDA major) and the flags it needs;
+    BuildError naming the problem otherwise."""
+    home = _cuda_toolkit.find_toolkit()
+    if home is None:
+        raise BuildError("roi_ops: no CUDA toolkit was found; set CUDA_HOME, or "
+                         "pip install 'cuda-toolkit[nvcc,cccl]'")
+    try:
+        version = _cuda_toolkit.check_nvcc_major(_cuda_toolkit.nvcc_of(home))
+        link_dir = _cuda_toolkit.cudart_link_dir(home, build_dir)
+        arch_list = _cuda_toolkit.default_arch_list()
+    except (RuntimeError, OSError) as error:
+        raise BuildError(f"roi_ops: cannot build the CUDA kernels: {error}") from error
+    # Headers of the CUDA libraries torch's wheel ships (cusparse.h, ...) live in
+    # the pip toolkit's include dir, which a system toolkit may lack.
+    includes = [str(h / "include") for h in _cuda_toolkit.pip_toolkit_homes()
+                if h != home and (h / "include").is_dir()]
+    log.info("roi_ops: CUDA %d.%d toolkit in %s, architectures %s", *version, home,
+             arch_list or os.environ.get("TORCH_CUDA_ARCH_LIST") or "of the visible GPUs")
+    return _CudaSettings(home, [f"-L{link_dir}"] if link_dir else [], includes, arch_list)
 
 
 def load() -> bool:
@@ -313,33 +377,6 @@ def is_loaded() -> bool:
 
 
 # --- compiling the CUDA sources without a GPU (tests) ------------------------------------
-
-def find_nvcc() -> Path | None:
-    """An nvcc whose CUDA version is at least torch's: $ROI_OPS_NVCC, the one
-    pip's cuda-toolkit[nvcc] installs (nvidia/cuXX/bin), or $CUDA_HOME's."""
-    if torch.version.cuda is None:
-        return None
-    candidates = []
-    if os.environ.get("ROI_OPS_NVCC"):
-        candidates.append(Path(os.environ["ROI_OPS_NVCC"]))
-    major = torch.version.cuda.split(".")[0]
-    for entry in sys.path:
-        candidates.append(Path(entry) / "nvidia" / f"cu{major}" / "bin" / "nvcc")
-    cuda_home = _cpp_extension().CUDA_HOME
-    if cuda_home:
-        candidates.append(Path(cuda_home) / "bin" / "nvcc")
-    wanted = tuple(int(v) for v in torch.version.cuda.split(".")[:2])
-    for nvcc in candidates:
-        if nvcc.is_file() and nvcc_version(nvcc) >= wanted:
-            return nvcc
-    return None
-
-
-def nvcc_version(nvcc: Path) -> tuple[int, int]:
-    out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True).stdout
-    match = re.search(r"release (\d+)\.(\d+)", out)
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-
 
 def _cxx_standard() -> str:
     aten = Path(torch.__file__).parent / "include" / "ATen" / "ATen.h"

@@ -160,7 +160,11 @@ def kernels():
 
 
 def has_cuda_kernels() -> bool:
-    """Whether the loaded library includes the CUDA kernels."""
+    """Whether the loaded library includes the CUDA kernels: built with them,
+    and every operator has a kernel for the CUDA dispatch key (no GPU needed)."""
     kernels()
-    return bool(_build.load())
+    return bool(_build.load()) and all(
+        torch._C._dispatch_has_kernel_for_dispatch_key(f"roi_ops::{name}", "CUDA")
+        for name in ("roi_align", "roi_warp", "roi_pool", "_bilinear_backward",
+                     "_roi_pool_backward", "nms"))
 

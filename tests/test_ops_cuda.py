@@ -124,13 +124,37 @@ def test_deterministic_backward_matches_atomic_on_many_boxes(op, kwargs):
     torch.testing.assert_close(first.cpu(), cpu, rtol=1e-9, atol=1e-9)
 
 
-def test_runs_on_current_stream_and_other_device_index():
-    x, rois, _ = _case(torch.float32, seed=68)
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):
-        out = ops.roi_align(x.cuda(), rois.cuda(), 7, 1 / 8, 2)
-    stream.synchronize()
-    torch.testing.assert_close(out.cpu(), ops.roi_align(x, rois, 7, 1 / 8, 2), rtol=1e-5, atol=1e-5)
+def _on_side_stream(device):
+    """roi_align forward and backward queued on a side stream of device, whose
+    input is written there behind torch.cuda._sleep: a kernel launched on
+    another stream would read the input before it is written."""
+    x, rois, grad = _case(torch.float32, seed=68)
+    expected = _run(ops.roi_align, x, rois, dict(sampling_ratio=2), grad)
+    with torch.cuda.device(device):
+        stream = torch.cuda.Stream(device)
+        source = x.to(device)
+        x_gpu = torch.full_like(source, float("nan"))  # what a kernel on another stream reads
+        rois_gpu, grad_gpu = rois.to(device), grad.float().to(device)
+        torch.cuda.synchronize(device)
+        with torch.cuda.stream(stream):
+            torch.cuda._sleep(200_000_000)  # ~0.1 s of GPU time before the input is written
+            x_gpu.copy_(source)
+            leaf = x_gpu.requires_grad_(True)
+            out = ops.roi_align(leaf, rois_gpu, (7, 5), 1 / 8, 2)
+            out.backward(grad_gpu)
+        stream.synchronize()
+    assert out.device == torch.device(device)
+    torch.testing.assert_close(out.detach().cpu(), expected[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(leaf.grad.cpu(), expected[1], rtol=1e-5, atol=1e-5)
+
+
+def test_runs_on_the_current_stream():
+    _on_side_stream("cuda:0")
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second GPU")
+def test_runs_on_a_second_device():
+    _on_side_stream("cuda:1")
 
 
 def test_cuda_bad_batch_index_is_reported(monkeypatch):
@@ -169,12 +193,22 @@ def test_bad_batch_index_stops_the_gpu_without_a_sync(tmp_path):
     script = tmp_path / "bad.py"
     script.write_text(
         "import torch, ops\n"
+        "assert ops.has_cuda_kernels()\n"
+        "print('kernels loaded', flush=True)\n"
         "x = torch.rand(2, 4, 16, 16, device='cuda')\n"
         "rois = torch.tensor([[5.0, 1, 1, 8, 8]], device='cuda')\n"
         "ops.roi_align(x, rois, 7, 1.0)\n"
-        "torch.cuda.synchronize()\n")
+        "torch.cuda.synchronize()\n"
+        "print('no assertion', flush=True)\n")
     env = {k: v for k, v in __import__("os").environ.items() if k != "ROI_OPS_SYNC_CHECKS"}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           env=env, timeout=300)
     assert done.returncode != 0
-    assert "device-side assert" in done.stderr or "roi_align" in done.stderr, done.stderr[-2000:]
+    assert "kernels loaded" in done.stdout, done.stderr[-2000:]  # not a missing kernel
+    assert "no assertion" not in done.stdout
+    output = done.stdout + done.stderr
+    assert "device-side assert" in output, output[-2000:]
+    # the check's own message, or (where torch's CUDA _assert_async drops the
+    # message) the assertion of its kernel: either way this check's assertion
+    assert ("roi_align: rois holds a non-finite value, a batch index that is not an integer "
+            "in [0, 2)") in output or "input[0] != 0" in output, output[-2000:]

@@ -48,11 +48,19 @@ void check_scale(const char* op, double spatial_scale) {
       op, ": spatial_scale must be a positive finite number, got ", spatial_scale);
 }
 
-void check_map_size(const char* op, int64_t height, int64_t width) {
+// Feature maps from 1x1 to below 2^31 cells (each side checked first, so the
+// product cannot overflow). A map with no cells is allowed only when no box
+// reads it (K = 0): a box on it would have no cell to read or write.
+void check_map_size(const char* op, int64_t height, int64_t width, int64_t num_rois) {
   TORCH_CHECK_VALUE(
-      height * width < (int64_t(1) << 31),
+      height < (int64_t(1) << 31) && width < (int64_t(1) << 31) &&
+          height * width < (int64_t(1) << 31),
       op, ": input feature maps larger than 2^31 cells are not supported, got ",
       height, "x", width);
+  TORCH_CHECK_VALUE(
+      num_rois == 0 || (height >= 1 && width >= 1),
+      op, ": the feature map is ", height, "x", width, " (height x width), which has no cell "
+      "for the ", num_rois, " boxes to read; pass no boxes for an empty map");
 }
 
 } // namespace
@@ -76,7 +84,7 @@ void check_forward_args(
       pooled_h >= 1 && pooled_w >= 1,
       op, ": output size must be at least 1x1, got ", pooled_h, "x", pooled_w);
   check_scale(op, spatial_scale);
-  check_map_size(op, input.size(2), input.size(3));
+  check_map_size(op, input.size(2), input.size(3), rois.size(0));
 }
 
 bool synchronous_checks() {
@@ -85,6 +93,11 @@ bool synchronous_checks() {
 }
 
 namespace {
+
+// Largest box side (image pixels) adaptive sampling takes for `pooled` bins.
+double max_box_size(int64_t pooled, double spatial_scale) {
+  return static_cast<double>(kMaxAdaptiveGrid * pooled) / spatial_scale;
+}
 
 template <typename T>
 void check_rows(
@@ -121,6 +134,31 @@ void check_rows(
 
 } // namespace
 
+at::Tensor box_problems(
+    const at::Tensor& rois,
+    int64_t batch_size,
+    double spatial_scale,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t sampling_ratio) {
+  TORCH_CHECK_VALUE(
+      rois.dim() == 2 && rois.size(1) == 5,
+      "box_problems: rois must be a [K, 5] tensor, got shape ", rois.sizes());
+  // In float64, as check_rows computes: a box at the size limit is decided
+  // alike on every device.
+  const at::Tensor r = rois.to(at::kDouble);
+  const at::Tensor b = r.select(1, 0);
+  const at::Tensor w = (r.select(1, 3) - r.select(1, 1)).abs();
+  const at::Tensor h = (r.select(1, 4) - r.select(1, 2)).abs();
+  at::Tensor bad = at::logical_not(at::isfinite(r)).any(1) | (b != at::floor(b)) | (b < 0) |
+      (b >= batch_size);
+  if (sampling_ratio <= 0) {
+    bad = bad | (w > max_box_size(pooled_w, spatial_scale)) |
+        (h > max_box_size(pooled_h, spatial_scale));
+  }
+  return bad;
+}
+
 void check_box_values(
     const char* op,
     const at::Tensor& rois,
@@ -134,19 +172,11 @@ void check_box_values(
   }
   // Box sizes (image pixels) above which adaptive sampling is refused.
   const double unlimited = std::numeric_limits<double>::infinity();
-  const double max_width = sampling_ratio > 0
-      ? unlimited
-      : static_cast<double>(kMaxAdaptiveGrid * pooled_w) / spatial_scale;
-  const double max_height = sampling_ratio > 0
-      ? unlimited
-      : static_cast<double>(kMaxAdaptiveGrid * pooled_h) / spatial_scale;
+  const double max_width = sampling_ratio > 0 ? unlimited : max_box_size(pooled_w, spatial_scale);
+  const double max_height = sampling_ratio > 0 ? unlimited : max_box_size(pooled_h, spatial_scale);
   if (!rois.is_cpu()) {
-    const at::Tensor b = rois.select(1, 0);
-    const at::Tensor w = (rois.select(1, 3) - rois.select(1, 1)).abs();
-    const at::Tensor h = (rois.select(1, 4) - rois.select(1, 2)).abs();
-    const at::Tensor bad = at::logical_not(at::isfinite(rois)).any() |
-        (b != at::floor(b)).any() | (b < 0).any() | (b >= batch_size).any() |
-        (w > max_width).any() | (h > max_height).any();
+    const at::Tensor bad = box_problems(rois, batch_size, spatial_scale, pooled_h, pooled_w,
+                                        sampling_ratio).any();
     if (!synchronous_checks()) {
       // No synchronisation: a device-side assertion queued before the
       // kernels, which stops the stream (and the process's CUDA context)
@@ -190,7 +220,7 @@ void check_backward_shape(
       batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0,
       op, ": the input size must not be negative, got batch_size=", batch_size,
       ", channels=", channels, ", height=", height, ", width=", width);
-  check_map_size(op, height, width);
+  check_map_size(op, height, width, rois.size(0));
   TORCH_CHECK_VALUE(
       grad.size(0) == rois.size(0) && grad.size(1) == channels,
       op, ": grad must be [K, C, PH, PW] for K = ", rois.size(0), " rois and C = ",

@@ -13,7 +13,8 @@ namespace roi_ops {
 // double for double, float for float, half and bfloat16.
 at::ScalarType acc_type_for(at::ScalarType input_type);
 
-// Shapes, dtypes, devices and sizes of a forward call.
+// Shapes, dtypes, devices and sizes of a forward call; a map with a zero
+// height or width is refused when there are boxes to pool from it.
 void check_forward_args(
     const char* op,
     const at::Tensor& input,
@@ -35,6 +36,17 @@ void check_sampling_ratio(const char* op, int64_t sampling_ratio);
 // queueing a device-side assertion that costs no synchronisation (the default).
 bool synchronous_checks();
 
+// One flag per box row, true where check_box_values refuses the row, computed
+// with tensor operations in float64 on the rois' device: what the checks on a
+// GPU decide, and the same decision the CPU check makes row by row.
+at::Tensor box_problems(
+    const at::Tensor& rois,
+    int64_t batch_size,
+    double spatial_scale,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t sampling_ratio);
+
 // Every box row: finite coordinates and an integral batch index in
 // [0, batch_size); with adaptive sampling (sampling_ratio <= 0), a sample
 // grid no larger than kMaxAdaptiveGrid. On CPU tensors a failed check names the
@@ -51,7 +63,7 @@ void check_box_values(
 // Everything a backward call indexes with, checked against what it writes:
 // grad [K, C, PH, PW] against rois [K, 5] and channels; the gradient's size
 // (batch_size, channels, height, width) non-negative and below 2^31 cells per
-// map; every box's batch index inside batch_size (check_box_values); the box
+// map, with at least one cell when there are boxes; every box's batch index inside batch_size (check_box_values); the box
 // placement code; in max mode the forward input, shaped [batch_size, channels,
 // height, width]; roi_pool's argmax shaped like grad with every entry -1 (an
 // empty bin) or a cell of the height x width map. On a GPU, as

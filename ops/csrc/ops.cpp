@@ -4,6 +4,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/library.h>
 
+#include "checks.h"
+
 namespace roi_ops {
 
 TORCH_LIBRARY(roi_ops, m) {
@@ -29,6 +31,12 @@ TORCH_LIBRARY(roi_ops, m) {
       "_roi_pool_backward(Tensor grad, Tensor rois, Tensor argmax, "
       "float spatial_scale, SymInt batch_size, SymInt channels, SymInt height, "
       "SymInt width, bool deterministic) -> Tensor");
+  // The per-row decision of the box checks (true = refused), as the checks on
+  // a GPU compute it; exposed for the tests.
+  m.def(
+      "_box_problems(Tensor rois, int batch_size, float spatial_scale, "
+      "int pooled_height, int pooled_width, int sampling_ratio) -> Tensor",
+      TORCH_FN(box_problems));
 }
 
 // Autocast: run in float32 and return the caller's dtype, as torchvision does.

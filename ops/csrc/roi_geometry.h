@@ -108,8 +108,8 @@ C10_HOST_DEVICE inline T sample_coord(T start, T bin, int p, int i, int grid) {
 }
 
 // The two cells a sample reads along one axis, with their weights. A sample
-// further than one cell outside the map reads nothing (valid = false); one
-// within a cell of the border is clamped onto it.
+// further than one cell outside the map, or on an axis of no cells, reads
+// nothing (valid = false); one within a cell of the border is clamped onto it.
 template <typename T>
 struct AxisSample {
   int low, high;
@@ -120,8 +120,9 @@ struct AxisSample {
 template <typename T>
 C10_HOST_DEVICE inline AxisSample<T> axis_sample(T v, int64_t size) {
   AxisSample<T> a;
-  // Written as !(in range) so that NaN takes this branch.
-  if (!(v >= T(-1) && v <= static_cast<T>(size))) {
+  // Written as !(in range) so that NaN takes this branch. An axis of size 0
+  // has no cell to read (the checks refuse it; this keeps the read in bounds).
+  if (size <= 0 || !(v >= T(-1) && v <= static_cast<T>(size))) {
     a.low = a.high = 0;
     a.w_low = a.w_high = T(0);
     a.valid = false;
