@@ -32,17 +32,20 @@ def read_rgb(path: str | os.PathLike) -> torch.Tensor:
     """The image at ``path`` as uint8 [3, H, W] RGB in its upright frame (EXIF
     orientation applied). Grayscale is repeated over the channels, palettes are
     expanded, alpha is dropped, 16-bit values v become round(v / 257) (0..65535
-    onto 0..255). Raises OSError (unreadable or truncated file) or ValueError
-    (an image too large for PIL's decompression-bomb limit)."""
+    onto 0..255). The tensor is a view of the decoded H x W x 3 pixels
+    (channels-last strides, which the model's channels-last convolutions
+    want; a planar copy would cost as much as the decoding). Raises OSError
+    (unreadable or truncated file) or ValueError (an image too large for
+    PIL's decompression-bomb limit)."""
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)
             if image.mode in _SIXTEEN_BIT:
                 gray = np.asarray(image, dtype=np.float64)
                 pixels = np.round(np.clip(gray, 0, 65535) / 257).astype(np.uint8)
                 pixels = np.repeat(pixels[..., None], 3, axis=2)
             else:
-                pixels = np.array(image.convert("RGB"))
+                pixels = np.array(image if image.mode == "RGB" else image.convert("RGB"))
     except Image.DecompressionBombError as error:
         raise ValueError(str(error)) from error
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(pixels).permute(2, 0, 1)
