@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..backbones import frozen_without_weights
 from ..evaluation import BACKENDS, evaluate, to_coco_results
 from ..rcnn import GeneralizedRCNN
 from ..spec import build_model
@@ -26,6 +25,7 @@ from .divergence import (
     non_finite_parameters,
     non_finite_terms,
 )
+from .untrained import refuse_untrained_frozen
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +94,6 @@ def set_rng_states(states: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def refuse_untrained_frozen(model: nn.Module) -> None:
-    """Training a model built from a specification: a backbone that froze
-    layers (stages, BatchNorm) with no ``backbone_weights`` to freeze could
-    never learn them (detector.backbones.frozen_without_weights), so the run
-    is refused before its first step, naming the settings that fix it."""
-    frozen = frozen_without_weights(model)
-    if frozen:
-        fixes = " ".join(f"model.{fix}" for _, fix in frozen)
-        raise ValueError(
-            f"model.backbone_weights is not set, but the backbone freezes layers it would load: "
-            f"{'; '.join(what for what, _ in frozen)}. Frozen without pretrained weights they "
-            "keep their random initialization (BatchNorm: mean 0, variance 1) for the whole run. "
-            "Give model.backbone_weights=PATH (a local torchvision ImageNet state dict), or "
-            f"train from scratch with {fixes}")
 
 
 OPTIMIZERS = ("sgd", "adamw")
