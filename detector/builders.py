@@ -181,11 +181,14 @@ def c5_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
 
 
 def vgg16_rcnn(num_classes: int, *, masks: bool = False, backbone_weights: str | None = None,
-               box_op: RoIOp | None = None, mask_op: RoIOp | None = None,
-               **heads) -> GeneralizedRCNN:
+               trainable_from: int = 3, box_op: RoIOp | None = None,
+               mask_op: RoIOp | None = None, **heads) -> GeneralizedRCNN:
     """Faster R-CNN's VGG16: conv5_3 (stride 16) and the fc6/fc7 box head (7x7
-    pooling). ``heads`` as for c5_rcnn."""
-    return single_level_rcnn(VGG16Conv5(backbone_weights), VGG16BoxHead(backbone_weights),
+    pooling). ``trainable_from``: the first conv block that trains (3:
+    conv1-conv2 frozen, as Faster R-CNN; 1 from scratch). ``heads`` as for
+    c5_rcnn."""
+    return single_level_rcnn(VGG16Conv5(backbone_weights, trainable_from),
+                             VGG16BoxHead(backbone_weights),
                              num_classes, masks=masks, box_op=box_op, mask_op=mask_op, **heads)
 
 

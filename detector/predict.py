@@ -20,9 +20,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from torchvision.io import ImageReadMode, decode_image, write_png
+from PIL import Image
 from tqdm import tqdm
 
+from .data.image_files import read_rgb
 from .drawing import draw
 from .evaluation import to_coco_results
 from .export import ExportedDetector
@@ -83,17 +84,13 @@ def _load_model(ckpt_path: str | None, torchvision: str | None,
     return from_torchvision(torchvision, state).eval()
 
 
-def _read(path: Path) -> torch.Tensor:
-    return decode_image(str(path), mode=ImageReadMode.RGB)
-
-
 def _batches(paths: Sequence[Path], size: int) -> Iterator[list[tuple[int, Path, torch.Tensor]]]:
     """(index in paths, path, uint8 image) in batches; unreadable images are
     logged by name and left out."""
     batch = []
     for index, path in enumerate(paths):
         try:
-            batch.append((index, path, _read(path)))
+            batch.append((index, path, read_rgb(path)))
         except (RuntimeError, OSError, ValueError) as error:
             log.error("cannot read image %s (%s); skipped", path, error)
             continue
@@ -127,8 +124,9 @@ def predict(model: GeneralizedRCNN | ExportedDetector, paths: Sequence[Path], ou
             with torch.no_grad():
                 detections = model.predict(images)
             for (image_id, path, image), det in zip(batch, detections):
-                write_png(draw(image, det, names, score_threshold, model.mask_threshold).cpu(),
-                          str(output / f"{path.stem}.png"))
+                picture = draw(image, det, names, score_threshold, model.mask_threshold)
+                Image.fromarray(picture.permute(1, 2, 0).cpu().numpy()).save(
+                    output / f"{path.stem}.png")
                 labels = det["labels"].tolist()
                 to_category = {label: ids[label - 1] if ids else label for label in labels}
                 entries = to_coco_results([det], [image_id], to_category,  # one per detection

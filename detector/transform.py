@@ -27,6 +27,8 @@ class ImageTransform(nn.Module):
             the size they come in).
         max_size: the longer side is at most this (None: no cap).
         mean, std: per-channel normalization (ImageNet's by default).
+            Images of another float dtype (float64, float16) are converted to
+            these buffers' dtype, the model's, first.
         size_divisible: the batch is padded to a multiple of this.
     """
 
@@ -109,8 +111,9 @@ class ImageTransform(nn.Module):
         and the targets in resized coordinates."""
         resized, sizes, out_targets = [], [], []
         for i, image in enumerate(images):
+            image = image.to(self.mean.dtype)
             image, target = self.resize(image, targets[i] if targets is not None else None)
-            resized.append((image - self.mean.to(image)) / self.std.to(image))
+            resized.append((image - self.mean) / self.std)
             sizes.append(tuple(image.shape[-2:]))
             out_targets.append(target)
         height = max(s[0] for s in sizes)

@@ -2,13 +2,14 @@
 
 from ..weights import load_local_weights
 from .fpn import ResNetFPN
-from .frozen import freeze_batchnorm, freeze_stages
+from .frozen import freeze_batchnorm, freeze_stages, frozen_without_weights
 from .resnet import ResNetC4, ResNetC5, ResNetRes5Head
 from .vgg import VGG16BoxHead, VGG16Conv5
 
 __all__ = [
     "freeze_batchnorm",
     "freeze_stages",
+    "frozen_without_weights",
     "load_local_weights",
     "ResNetC4",
     "ResNetC5",

@@ -1,5 +1,6 @@
-"""Helpers shared by the backbones: frozen BatchNorm and frozen stages.
-(Their ImageNet weights are read by detector.weights.)"""
+"""Helpers shared by the backbones: frozen BatchNorm and frozen stages, and
+what a backbone froze with no pretrained weights to freeze. (Their ImageNet
+weights are read by detector.weights.)"""
 
 from collections.abc import Sequence
 
@@ -55,3 +56,22 @@ def freeze_stages(stages: Sequence[nn.Module], num_trainable: int) -> list[nn.Mo
     for index, stage in enumerate(stages):
         stage.requires_grad_(index >= num_frozen)
     return list(stages[:num_frozen])
+
+
+def frozen_without_weights(model: nn.Module) -> list[tuple[str, str]]:
+    """What the backbones in ``model`` froze at their random initialization, as
+    (what, the builder setting that trains it instead) pairs, e.g.
+    ``("stem, layer1 frozen (trainable_stages=3)", "trainable_stages=5")``.
+
+    A backbone built without weights records these in ``untrained_frozen``:
+    frozen layers keep the values they start with, random filters and
+    BatchNorm statistics of mean 0, variance 1, so a model trained with them
+    cannot learn what ImageNet weights would have given. Training refuses it
+    (DetectionModule); a model whose weights come from elsewhere (a detector's
+    state dict) may hold them legitimately, so building one is not an error."""
+    found = []
+    for module in model.modules():
+        for item in getattr(module, "untrained_frozen", ()):
+            if item not in found:
+                found.append(item)
+    return found

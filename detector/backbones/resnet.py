@@ -115,6 +115,14 @@ class _ResNetTrunk(nn.Module):
         frozen = freeze_stages(stages, trainable_stages)
         for stage in stages if norm == "frozen_bn" else frozen:
             freeze_batchnorm(stage)
+        # see frozen.frozen_without_weights
+        self.untrained_frozen = []
+        if weights_path is None and frozen:
+            names = ", ".join(["stem", *self._layer_names][:len(frozen)])
+            self.untrained_frozen.append((f"{names} frozen (trainable_stages={trainable_stages})",
+                                          f"trainable_stages={len(stages)}"))
+        if weights_path is None and norm == "frozen_bn":
+            self.untrained_frozen.append(("BatchNorm frozen (norm=frozen_bn)", "norm=bn"))
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         x = self.stem(x)
@@ -205,6 +213,9 @@ class ResNetRes5Head(nn.Module):
             load_local_weights(self, weights_path, skip=trunk)
         if norm == "frozen_bn":
             freeze_batchnorm(self)
+        self.untrained_frozen = []  # see frozen.frozen_without_weights
+        if weights_path is None and norm == "frozen_bn":
+            self.untrained_frozen.append(("BatchNorm frozen (norm=frozen_bn)", "norm=bn"))
 
     def forward(self, x: torch.Tensor, pool: bool = True) -> torch.Tensor:
         x = self.layer4(x)

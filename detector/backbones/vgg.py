@@ -53,6 +53,11 @@ class VGG16Conv5(nn.Module):
         ends = (*_BLOCK_STARTS[1:], _CONV5_END)
         blocks = [self.features[start:end] for start, end in zip(_BLOCK_STARTS, ends)]
         freeze_stages(blocks, len(blocks) - trainable_from + 1)
+        self.untrained_frozen = []  # see frozen.frozen_without_weights
+        if weights_path is None and trainable_from > 1:
+            self.untrained_frozen.append(
+                (f"conv1-conv{trainable_from - 1} frozen (trainable_from={trainable_from})",
+                 "trainable_from=1"))
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         return OrderedDict([("conv5", self.features(x))])

@@ -15,10 +15,10 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 from .categories import Categories
+from .image_files import read_rgb
 
 
 class MaskCounts(NamedTuple):
@@ -104,12 +104,13 @@ class InstanceDataset(Dataset):
         raise NotImplementedError
 
     def read_image(self, image_id: int) -> torch.Tensor:
-        """uint8 [3, H, W] RGB, checked to be the size the ground truth records
-        (annotations must be in the image's own frame)."""
+        """uint8 [3, H, W] RGB as viewers show it (EXIF orientation applied:
+        detector.data.image_files), checked to be the size the ground truth
+        records (annotations must be in that upright frame)."""
         info = self.coco.imgs[image_id]
         path = self.images_dir / info["file_name"]
         try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)
+            image = read_rgb(path)
         except (RuntimeError, OSError, ValueError) as error:
             raise RuntimeError(f"cannot read image {path} (image id {image_id}): {error}") from error
         height, width = image.shape[-2:]
@@ -117,7 +118,8 @@ class InstanceDataset(Dataset):
             raise ValueError(
                 f"image {path} is {height}x{width} (h x w) but {self._size_source(image_id)} "
                 f"{info.get('height')}x{info.get('width')} for image id {image_id}: the "
-                "annotations must be in the image's own frame")
+                "annotations must be in the image's own frame (upright, as viewers show it: "
+                "EXIF orientation applied)")
         return image
 
     def _clipped(self, ann: dict) -> list[float]:

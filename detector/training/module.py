@@ -27,6 +27,7 @@ from .divergence import (
     non_finite_parameters,
     non_finite_terms,
 )
+from .untrained import refuse_untrained_frozen
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,8 @@ class DetectionModule(pl.LightningModule):
                              "with class_names to take it from")
         self.hparams.model = spec
         self.model = build_model(spec, trust=True)  # a config the user wrote
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            refuse_untrained_frozen(self.model)
 
     def forward(self, images):
         return self.model(images)
