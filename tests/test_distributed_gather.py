@@ -6,7 +6,7 @@ the processes is most of the time)."""
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from detector.training.module import gather_results, on_rank_zero
+from detector.training.gathering import gather_results, on_rank_zero
 
 SHARDS = {0: [1, 2, 3], 1: [4, 5, 1]}  # image 1 repeated on rank 1 (sampler padding)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from .module import gather_results
+from .gathering import gather_results
 
 
 class CocoResultsWriter(BasePredictionWriter):
