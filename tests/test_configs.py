@@ -197,3 +197,33 @@ def test_ablation_studies_sweep_what_they_claim(tmp_path, study):
                     run.model.backbone_width)
             assert shared in (None, same)
             shared = same
+
+
+def test_auto_monitors_box_ap_when_the_validation_split_has_no_masks():
+    """Its segm AP would be the same whatever the model: the best checkpoint
+    would be the first one."""
+    from detector.data.instances import MaskCounts
+
+    spec = {"masks": True}
+    assert monitored_metric("auto", spec, MaskCounts(0, 5, "val.json")) == "val/bbox_AP"
+    assert monitored_metric("auto", spec, MaskCounts(2, 5, "val.json")) == "val/segm_AP"
+    assert monitored_metric("val/segm_AP", spec, MaskCounts(0, 5, "val.json")) == "val/segm_AP"
+
+
+def test_every_group_that_sets_the_model_is_known_to_evaluation():
+    """An evaluation applies the model settings that these groups give
+    (detector.training.checkpoint_model.MODEL_KEYS); a group that writes the
+    model and is not listed would be ignored without a word. ``data`` sets the
+    resize on purpose, and evaluation keeps the checkpoint's."""
+    import re
+
+    from detector.training.checkpoint_model import MODEL_KEYS
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for path in configs.glob("*/*.yaml"):
+        text = path.read_text()
+        writes_model = (re.search(r"^model:", text, re.M) is not None
+                        or re.search(r"override /(model|backbone|roi_op)\b", text) is not None
+                        or re.search(r"^\s*- /(model|backbone|roi_op|ablation)\b", text, re.M))
+        if writes_model and path.parent.name not in ("data", "cli", "hydra"):
+            assert path.parent.name in MODEL_KEYS, path

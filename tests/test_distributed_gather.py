@@ -8,7 +8,11 @@ import torch.multiprocessing as mp
 
 from detector.training.gathering import gather_results, on_rank_zero
 
-SHARDS = {0: [1, 2, 3], 1: [4, 5, 1]}  # image 1 repeated on rank 1 (sampler padding)
+SHARDS = {0: [1, 2, 3], 1: [4, 5, 1]}
+
+
+class Stop(BaseException):
+    """What a second Ctrl+C raises (a BaseException, not an Exception)."""  # image 1 repeated on rank 1 (sampler padding)
 
 
 def _worker(rank, init_file, out_dir):
@@ -28,10 +32,15 @@ def _worker(rank, init_file, out_dir):
         try:
             on_rank_zero(lambda: 1 / 0)
             failed = None
-        except RuntimeError as error:
-            failed = str(error)
+        except (ZeroDivisionError, RuntimeError) as error:
+            failed = type(error).__name__, str(error)
+        try:  # an interrupt on rank 0 (a BaseException) reaches the others too
+            on_rank_zero(lambda: (_ for _ in ()).throw(Stop("second Ctrl+C")))
+            stopped = None
+        except (Stop, RuntimeError) as error:
+            stopped = type(error).__name__, str(error)
         (out_dir / f"rank{rank}.txt").write_text(repr(
-            (everywhere, calls, metrics, gathered is None, failed)))
+            (everywhere, calls, metrics, gathered is None, failed, stopped)))
     finally:
         dist.destroy_process_group()
 
@@ -51,4 +60,8 @@ def test_evaluation_across_processes(tmp_path):
     assert zero[1] == [0] and one[1] == []
     assert zero[2] == one[2] == {"bbox": {"AP": 5.25}}
     assert (zero[3], one[3]) == (False, True)
-    assert "evaluation failed on rank 0: ZeroDivisionError" in one[4] and zero[4] == one[4]
+    assert zero[4][0] == "ZeroDivisionError"  # rank 0 raises its own error
+    assert one[4] == ("RuntimeError", "evaluation failed on rank 0: ZeroDivisionError: "
+                      "division by zero")
+    assert zero[5] == ("Stop", "second Ctrl+C")
+    assert one[5] == ("RuntimeError", "evaluation failed on rank 0: Stop: second Ctrl+C")

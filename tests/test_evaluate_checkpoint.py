@@ -20,8 +20,10 @@ from detector.data.categories import Categories
 from detector.training import CocoDataModule, DetectionModule, train
 from detector.training.checkpoint_model import (
     apply_changes,
+    check_resumed_model,
     explicit_changes,
     given_paths,
+    model_to_evaluate,
     names_the_model,
 )
 from test_train_entry import _cfg
@@ -69,9 +71,39 @@ def test_an_explicit_override_is_applied_and_reported(pool_run, tmp_path):
     changed = {c["key"]: c for c in evaluated["model_changes"]}
     assert set(changed) == {"model.box_op", "model.mask_op"}  # the resize given is the same
     assert changed["model.box_op"]["checkpoint"]["_target_"] == "ops.roi_pool"
+    saved = torch.load(best, weights_only=True)["hyper_parameters"]["model"]
+    given = [("num_classes",)]
+    model_to_evaluate(best, {**saved, "num_classes": 7}, saved, given)  # the same: fine
     with pytest.raises(ValueError, match="model.num_classes: the classes of a checkpoint"):
-        train(_cfg(pool_run, "train=false", f"ckpt_path={best}", "model.num_classes=3",
-                   run="classes"))
+        model_to_evaluate(best, {**saved, "num_classes": 3}, saved, given)
+    with pytest.raises(ValueError, match="has a mask head, which an evaluation cannot drop"):
+        model_to_evaluate(best, {**saved, "masks": False}, saved)
+
+
+def test_a_checkpoint_without_category_ids_takes_them_by_name(pool_run):
+    """Checkpoints written before the ids were kept still evaluate: the ids
+    come from the tested split, matched by class name, with a warning."""
+    best = json.loads((pool_run / "run" / "results.json").read_text())
+    checkpoint = torch.load(best["checkpoint"], weights_only=True)
+    del checkpoint["hyper_parameters"]["model"]["category_ids"]
+    old = pool_run / "old.ckpt"
+    torch.save(checkpoint, old)
+    with pytest.warns(UserWarning, match="does not keep its category ids"):
+        metrics = train(_cfg(pool_run, "train=false", f"ckpt_path={old}", run="old"))
+    assert metrics == best["metrics"]
+
+
+def test_resuming_tolerates_what_another_version_or_machine_changes(pool_run, caplog):
+    """A key the checkpoint does not have (a setting added since) is a warning,
+    and the pretrained file may have moved (the checkpoint's weights replace
+    it); a setting of the checkpoint given another value is refused."""
+    last = str(pool_run / "run" / "checkpoints" / "last.ckpt")
+    saved = torch.load(last, weights_only=True)["hyper_parameters"]["model"]
+    check_resumed_model(last, {**saved, "backbone_weights": "/moved/r18.pth",
+                               "a_new_setting": True, "inference": {"score_thresh": 0.5}})
+    assert "model.a_new_setting" in caplog.text
+    with pytest.raises(ValueError, match="model.depth: 18 in the checkpoint, 50 now"):
+        check_resumed_model(last, {**saved, "depth": 50})
 
 
 def test_resuming_with_another_model_is_refused(pool_run):

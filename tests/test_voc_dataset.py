@@ -414,3 +414,14 @@ def test_a_mask_model_on_boxes_only_data_is_refused(voc, tmp_path):
                          default_root_dir=tmp_path)
     with pytest.raises(ValueError, match=r"no instance masks .* \(model=faster_rcnn"):
         trainer.fit(DetectionModule(SPEC), data)
+
+
+def test_a_box_only_model_reads_the_main_list_outside_hydra(voc):
+    """A VocDataModule built in Python (or by rcnn-lightning) with masks="auto":
+    a box-only model makes it read the Main list too (DetectionModule tells it)."""
+    from detector.training import VocDataModule
+
+    data = VocDataModule(str(voc), {"split": "trainval"}, {"split": "trainval"})
+    assert len(data.dataset("train")) == 2  # a mask model: the Segmentation list
+    data.follow_model(masks=False)
+    assert len(data.dataset("train")) == 3 and not data.has_masks

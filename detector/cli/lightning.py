@@ -21,6 +21,7 @@ from importlib.resources import files
 from pytorch_lightning.cli import LightningCLI
 
 from ..training import CocoDataModule, DetectionModule, TrainingDiverged
+from ..spec import without_pretrained_files
 from ..training.checkpoint_model import CLASS_KEYS, explicit_changes, saved_spec
 from ..training.interrupt import RunInterrupted
 
@@ -48,7 +49,7 @@ class DetectorCLI(LightningCLI):
                 log.warning("the config's model differs from the checkpoint's in %s: the "
                             "checkpoint's is used (%s)", ", ".join(f"model.{k}" for k in differs),
                             config.ckpt_path)
-        config.model.model = saved
+        config.model.model = without_pretrained_files(saved)  # the checkpoint's weights
 
 
 def run(args=None) -> LightningCLI:

@@ -22,14 +22,14 @@ from collections.abc import Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..spec import without_pretrained_files
+from ..spec import PRETRAINED_FILE_KEYS, without_pretrained_files
 from ..weights import read_checkpoint
 
 log = logging.getLogger(__name__)
 
 # config groups and keys whose overrides change the model (the others, data=...,
 # trainer=..., seed=..., leave it alone)
-MODEL_KEYS = ("model", "roi_op", "backbone", "experiment")
+MODEL_KEYS = ("model", "roi_op", "backbone", "experiment", "ablation")
 # what the weights' shapes and the data's labels fix: always the checkpoint's
 CLASS_KEYS = ("num_classes", "class_names", "category_ids")
 
@@ -140,10 +140,15 @@ def model_to_evaluate(ckpt_path: str, configured: Mapping, baseline: Mapping | N
     for path in given:
         if path not in changes:
             changes[tuple(path)] = _value_at(configured, path)
-    fixed = sorted(".".join(p) for p in changes if p[0] in CLASS_KEYS)
+    fixed = sorted(".".join(p) for p, v in changes.items()
+                   if p[0] in CLASS_KEYS and v != _value_at(saved, p))
     if fixed:
         raise ValueError(f"{', '.join('model.' + k for k in fixed)}: the classes of a checkpoint "
                          f"are its own ({ckpt_path}); evaluating cannot change them")
+    changes = {p: v for p, v in changes.items() if p[0] not in CLASS_KEYS}
+    if saved.get("masks", True) and changes.get(("masks",), True) is False:
+        raise ValueError(f"model.masks=false (model=faster_rcnn): {ckpt_path} has a mask head, "
+                         "which an evaluation cannot drop; its box AP is in the same results")
     spec = without_pretrained_files(apply_changes(saved, changes))  # the checkpoint's weights
     report = []
     for path, value in changes.items():
@@ -187,13 +192,26 @@ def baseline_model(config_name: str, overrides: Sequence[str],
 
 def check_resumed_model(ckpt_path: str, configured: Mapping) -> None:
     """Resuming training from ``ckpt_path`` with ``configured``: refused where
-    the configured model differs from the checkpoint's (apart from its classes,
-    which the data sets, and its inference settings), naming the keys: a ROI
-    Pool run resumed without ``roi_op=pool`` would go on with ROI Align."""
+    the configured model sets a key of the checkpoint's to another value
+    (apart from its classes, which the data sets, its inference settings and
+    its pretrained-weights files, which the checkpoint's weights replace),
+    naming the keys: a ROI Pool run resumed without ``roi_op=pool`` would go on
+    with ROI Align. A key in only one of them (a setting added or removed by
+    another version of the project) is a warning."""
     saved = saved_spec(ckpt_path)
-    differs = {".".join(p): (_value_at(saved, p), v)
-               for p, v in explicit_changes(configured, saved).items()
-               if p[0] not in CLASS_KEYS and p[0] != "inference"}
+    differs, missing = {}, []
+    for path, value in explicit_changes(configured, saved).items():
+        if path[0] in CLASS_KEYS or path[0] == "inference" or path[-1] in PRETRAINED_FILE_KEYS:
+            continue  # the data's; free to change; overwritten by the checkpoint's weights
+        before = _value_at(saved, path)
+        if before == _REMOVED or value == _REMOVED:
+            missing.append(".".join(path))  # a setting newer (or older) than the checkpoint
+        else:
+            differs[".".join(path)] = (before, value)
+    if missing:
+        log.warning("model settings %s are in only one of the config and the checkpoint %s "
+                    "(written by another version): the config's are used",
+                    ", ".join(f"model.{k}" for k in missing), ckpt_path)
     if differs:
         listed = "; ".join(f"model.{k}: {old} in the checkpoint, {new} now"
                            for k, (old, new) in sorted(differs.items()))

@@ -83,6 +83,25 @@ class DetectionDataModule(pl.LightningDataModule):
         self._categories = categories
         self._datasets.clear()
 
+    def categories_by_name(self, class_names: list[str], source: str) -> Categories:
+        """The categories of a model that names its classes but not their ids
+        (checkpoints written before the ids were kept): the ids of those names
+        in the split that is tested, with a warning; a name the split does not
+        list is an error."""
+        stage = "test"
+        own = self._read(self.splits[stage], None, None) if self.splits[stage] else None
+        if own is None:
+            self.dataset(stage)  # the error naming the missing split
+        by_name = dict(zip(own.categories.names, own.categories.ids))
+        missing = [n for n in class_names if n not in by_name]
+        if missing:
+            raise ValueError(f"{source} names its classes but not their category ids, and "
+                             f"{own.categories.source} lists no category named "
+                             f"{', '.join(map(repr, missing))}")
+        warnings.warn(f"{source} does not keep its category ids: they are taken from "
+                      f"{own.categories.source} by class name", stacklevel=2)
+        return Categories(tuple(by_name[n] for n in class_names), tuple(class_names), source)
+
     @property
     def categories(self) -> Categories:
         """The model's categories: those given (use_categories), else the
@@ -245,6 +264,14 @@ class VocDataModule(DetectionDataModule):
         super().__init__(splits, batch_size, num_workers, shuffle_seed, flip_probability)
 
     split_settings = "data.SPLIT.split=NAME, optionally data.SPLIT.root=DIR"
+
+    def follow_model(self, masks: bool) -> None:
+        """``masks="auto"`` for a box-only model reads boxes only, from the Main
+        lists (configs/data/voc.yaml does it through ``${model.masks}``; this
+        is for a datamodule built in Python or by rcnn-lightning)."""
+        if self.masks == "auto" and not masks:
+            self.masks = False
+            self._datasets.clear()
 
     def _read(self, split, transforms, categories):
         try:

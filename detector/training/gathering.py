@@ -34,16 +34,17 @@ def gather_results(results: list[dict], image_ids: list[int],
 
 def on_rank_zero(compute: Callable[[], object]) -> object:
     """``compute()`` on rank 0 alone, its result given to every process (the
-    value itself without a process group). An error on rank 0 is raised on
-    every process, so none waits for the others forever."""
+    value itself without a process group). An error on rank 0 (an interrupt
+    included) is raised on every process, so none waits for the others forever."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return compute()
     box = [None]
     if dist.get_rank() == 0:
         try:
             box[0] = ("ok", compute())
-        except Exception as error:  # noqa: BLE001 - re-raised on every process below
-            box[0] = ("error", f"{type(error).__name__}: {error}")
+        except BaseException as error:  # an interrupt too: the others must not wait
+            dist.broadcast_object_list([("error", f"{type(error).__name__}: {error}")], src=0)
+            raise
     dist.broadcast_object_list(box, src=0)
     status, value = box[0]
     if status == "error":

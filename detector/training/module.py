@@ -158,6 +158,8 @@ class DetectionModule(pl.LightningModule):
             # evaluating a trained model: the data's labels are the model's
             datamodule.use_categories(Categories.of_model(
                 spec["class_names"], spec["category_ids"], "the model's specification"))
+        if hasattr(datamodule, "follow_model"):
+            datamodule.follow_model(masks=spec.get("masks", True))
         names = getattr(datamodule, "class_names", None)
         if names is not None:
             if spec.get("num_classes") not in (None, len(names)):

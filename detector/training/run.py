@@ -133,19 +133,30 @@ def _draw_curves(output_dir: Path) -> None:
         log.info("learning curves: %s", path)
 
 
-def monitored_metric(monitor: str | None, spec: dict) -> str | None:
+def monitored_metric(monitor: str | None, spec: dict, val_masks=None) -> str | None:
     """The metric that picks the best checkpoint: ``monitor`` as set, or for
     "auto" the model's own, val/segm_AP with a mask head, val/bbox_AP without
-    (a metric that is never logged would stop Lightning)."""
+    (a metric that is never logged would stop Lightning), and val/bbox_AP when
+    the validation split (``val_masks``: its MaskCounts) has no mask at all:
+    its segm AP would be the same whatever the model."""
     if monitor != "auto":
         return monitor
-    return "val/segm_AP" if spec.get("masks", True) else "val/bbox_AP"
+    if not spec.get("masks", True):
+        return "val/bbox_AP"
+    if val_masks is not None and val_masks.instances and not val_masks.with_masks:
+        log.warning("%s has no instance masks: the best checkpoint is chosen on val/bbox_AP "
+                    "(its segm AP cannot tell models apart)", val_masks.source)
+        return "val/bbox_AP"
+    return "val/segm_AP"
 
 
-def _resolve_monitor(cfg: DictConfig, spec: dict) -> None:
+def _resolve_monitor(cfg: DictConfig, spec: dict, datamodule) -> None:
     """Sets ``cfg.monitor`` (which the checkpoint callback reads) to the metric."""
+    val_masks = None
+    if cfg.get("monitor") == "auto" and cfg.get("train", True) and spec.get("masks", True):
+        val_masks = getattr(datamodule.dataset("val"), "mask_counts", None)
     with open_dict(cfg):
-        cfg.monitor = monitored_metric(cfg.get("monitor"), spec)
+        cfg.monitor = monitored_metric(cfg.get("monitor"), spec, val_masks)
 
 
 def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
@@ -166,14 +177,19 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
         raise ValueError("train=false needs ckpt_path=PATH (the checkpoint to evaluate)")
     else:  # the checkpoint's model and classes: the training data is not read
         spec, model_changes = _model_to_evaluate(cfg, ckpt_path)
-        datamodule.use_categories(Categories.of_model(
-            spec["class_names"], spec.get("category_ids"), f"the checkpoint {ckpt_path}"))
+        source = f"the checkpoint {ckpt_path}"
+        if spec.get("category_ids") is None:  # written before the ids were kept
+            categories = datamodule.categories_by_name(spec["class_names"][1:], source)
+            spec["category_ids"] = list(categories.ids)
+        else:
+            categories = Categories.of_model(spec["class_names"], spec["category_ids"], source)
+        datamodule.use_categories(categories)
         if "masks" in cfg.data and OmegaConf.is_interpolation(cfg.data, "masks"):
             datamodule.masks = spec.get("masks", True)  # data=voc reads what the model uses
     backend = (cfg.get("evaluation") or {}).get("backend", "faster_coco_eval")
     module = DetectionModule(spec, **OmegaConf.to_container(cfg.module, resolve=True),
                              eval_backend=backend)
-    _resolve_monitor(cfg, spec)
+    _resolve_monitor(cfg, spec, datamodule)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False)
