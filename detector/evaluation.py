@@ -15,6 +15,8 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from .data.instances import has_segmentation
+
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 BACKENDS = ("faster_coco_eval", "pycocotools")
 
@@ -103,11 +105,11 @@ def _segm_ground_truth(coco_gt: COCO) -> COCO:
     if derived is not None:
         return derived
     annotations = coco_gt.dataset["annotations"]
-    if all(ann.get("segmentation") for ann in annotations):
+    if all(map(has_segmentation, annotations)):
         coco_gt._segm_ground_truth = coco_gt
         return coco_gt
     data = {**coco_gt.dataset, "annotations": [
-        ann if ann.get("segmentation") else {**ann, "iscrowd": 1,
+        ann if has_segmentation(ann) else {**ann, "iscrowd": 1,
                                              "segmentation": [_box_polygon(ann["bbox"])]}
         for ann in annotations]}
     derived = COCO()

@@ -25,12 +25,9 @@ class Categories:
                              f"{len(self.names)} class names")
 
     @classmethod
-    def of_model(cls, class_names: Sequence[str], category_ids: Sequence[int] | None,
+    def of_model(cls, class_names: Sequence[str], category_ids: Sequence[int],
                  source: str) -> "Categories":
         """From a model's ``class_names`` (background first) and ``category_ids``."""
-        if category_ids is None:
-            raise ValueError(f"{source} does not say which category id each label is "
-                             "(its model has no category_ids)")
         return cls(tuple(int(i) for i in category_ids), tuple(class_names[1:]), source)
 
     def check(self, own: Sequence[dict], annotations: Sequence[dict], source: str) -> None:

@@ -85,8 +85,8 @@ class InstanceDataset(Dataset):
         self.transforms = transforms
         self.min_box_size = min_box_size
         instances = [ann for ann in data["annotations"] if not ann.get("iscrowd", 0)]
-        dropped = sum(1 for ann in instances if self._degenerate(ann))
         kept = [ann for ann in instances if not self._degenerate(ann)]
+        dropped = len(instances) - len(kept)
         self.mask_counts = MaskCounts(sum(map(has_segmentation, kept)), len(kept), Path(source))
         if dropped:
             warnings.warn(f"{source}: dropped {dropped} degenerate boxes "

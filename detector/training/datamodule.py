@@ -88,10 +88,9 @@ class DetectionDataModule(pl.LightningDataModule):
         (checkpoints written before the ids were kept): the ids of those names
         in the split that is tested, with a warning; a name the split does not
         list is an error."""
-        stage = "test"
-        own = self._read(self.splits[stage], None, None) if self.splits[stage] else None
-        if own is None:
-            self.dataset(stage)  # the error naming the missing split
+        if self.splits["test"] is None:
+            self.dataset("test")  # the error naming the missing split
+        own = self._read(self.splits["test"], None, None)
         by_name = dict(zip(own.categories.names, own.categories.ids))
         missing = [n for n in class_names if n not in by_name]
         if missing:

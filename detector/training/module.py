@@ -171,20 +171,20 @@ class DetectionModule(pl.LightningModule):
             ids = getattr(datamodule, "category_ids", None)
             if ids is not None and spec.get("category_ids") is None:
                 spec["category_ids"] = list(ids)
-        counts = getattr(datamodule, "mask_counts", None) if fitting else None
-        if fitting and spec.get("masks", True) and counts is not None:
-            check_masks_for_mask_model(counts)
-        elif (fitting and spec.get("masks", True)
-              and getattr(datamodule, "has_masks", True) is False):
-            raise ValueError("the training data has no instance masks (boxes only), but the "
-                             "model has a mask head: train Faster R-CNN (model=faster_rcnn, "
-                             "or model.masks=false)")
+        if fitting and spec.get("masks", True):
+            counts = getattr(datamodule, "mask_counts", None)
+            if counts is not None:
+                check_masks_for_mask_model(counts)
+            elif getattr(datamodule, "has_masks", True) is False:
+                raise ValueError("the training data has no instance masks (boxes only), but "
+                                 "the model has a mask head: train Faster R-CNN "
+                                 "(model=faster_rcnn, or model.masks=false)")
         if spec.get("num_classes") is None:
             raise ValueError("the model's num_classes is not set and there is no datamodule "
                              "with class_names to take it from")
         self.hparams.model = spec
         self.model = build_model(spec, trust=True)  # a config the user wrote
-        if self._trainer is not None and self.trainer.state.fn == "fit":
+        if fitting:
             refuse_untrained_frozen(self.model)
 
     def forward(self, images):
