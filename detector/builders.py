@@ -11,6 +11,8 @@ from torch import nn
 import ops
 
 from .anchors import AnchorGenerator
+from .fine_tune import init_from, read_source, use_normalisation
+from .parts import freeze as freeze_parts
 from .backbones import ResNetC4, ResNetC5, ResNetFPN, ResNetRes5Head, VGG16BoxHead, VGG16Conv5
 from .poolers import Pooler, RoIOp
 from .rcnn import GeneralizedRCNN
@@ -48,7 +50,9 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
              roi_heads: dict | None = None,
              transform: ImageTransform | None = None, inference: dict | None = None,
              channels_last: bool = False, class_names: list[str] | None = None,
-             category_ids: list[int] | None = None) -> GeneralizedRCNN:
+             category_ids: list[int] | None = None, init_weights: str | None = None,
+             init_skip: Sequence[str] = (), init_class_map: str = "auto",
+             freeze: Sequence[str] = ()) -> GeneralizedRCNN:
     """Faster R-CNN (masks=False) or Mask R-CNN with a ResNet-FPN backbone, by
     default in the configuration of torchvision's ``*_resnet50_fpn`` models.
 
@@ -65,7 +69,12 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
     ``{"batch_size_per_image": 128}``); ``inference`` sets what inference keeps
     (GeneralizedRCNN.configure_inference: score and NMS thresholds, detections
     per image, mask threshold, RPN test top-n); ``channels_last`` runs the
-    convolutions in NHWC memory format (GeneralizedRCNN.set_channels_last)."""
+    convolutions in NHWC memory format (GeneralizedRCNN.set_channels_last).
+    ``init_weights`` starts the model from a trained detector (a torchvision
+    state dict or a checkpoint of this project; ``init_skip``,
+    ``init_class_map``: see detector.fine_tune.init_from), keeping the
+    normalisation its weights expect; ``freeze`` names parts that do not
+    train (see detector.parts)."""
     if len(anchor_sizes) != len(FPN_ANCHOR_SIZES):
         raise ValueError(f"anchor_sizes needs one size per level P2-P6 "
                          f"({len(FPN_ANCHOR_SIZES)}), got {list(anchor_sizes)}")
@@ -88,6 +97,33 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
                      mask_pooler, mask_branch, **(roi_heads or {}))
     model = GeneralizedRCNN(backbone, proposal_net, heads, transform or ImageTransform(),
                             num_classes, class_names, category_ids)
+    return _finish(model, init_weights, init_skip, init_class_map, freeze, inference,
+                   channels_last)
+
+
+def _finish(model: GeneralizedRCNN, init_weights: str | None, init_skip: Sequence[str],
+            init_class_map: str, parts: Sequence[str], inference: dict | None,
+            channels_last: bool) -> GeneralizedRCNN:
+    """What every builder does last: the initial weights of a trained detector
+    (the report goes to ``model.init_report``), the frozen parts, the
+    inference settings and the memory format."""
+    pretrained = set()
+    for name, module in model.named_modules():  # ImageNet weights (backbone_weights)
+        if getattr(module, "pretrained_from", None):
+            pretrained.update(f"{name}.{k}" if name else k for k in module.state_dict())
+    model.init_report = None
+    if init_weights is not None:
+        source = read_source(init_weights)
+        report = init_from(model, source, init_skip, init_class_map)
+        report.normalisation = use_normalisation(model, source)
+        model.init_report = report
+        pretrained.update(report.loaded)
+        for name, module in model.named_modules():  # frozen layers that now hold weights
+            keys = [f"{name}.{k}" for k in module.state_dict()
+                    if not k.endswith("num_batches_tracked")]
+            if getattr(module, "untrained_frozen", None) and all(k in pretrained for k in keys):
+                module.untrained_frozen = []
+    model.untrained_frozen = freeze_parts(model, parts, pretrained) if parts else []
     return model.configure_inference(**(inference or {})).set_channels_last(channels_last)
 
 
@@ -116,14 +152,17 @@ def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int
                       transform: ImageTransform | None = None,
                       inference: dict | None = None, channels_last: bool = False,
                       class_names: list[str] | None = None,
-                      category_ids: list[int] | None = None) -> GeneralizedRCNN:
+                      category_ids: list[int] | None = None, init_weights: str | None = None,
+                      init_skip: Sequence[str] = (), init_class_map: str = "auto",
+                      freeze: Sequence[str] = ()) -> GeneralizedRCNN:
     """Faster/Mask R-CNN on a backbone with one feature map (C4, C5, VGG16), the
     setting of the Mask R-CNN paper's ROI operator ablations. ``box_head`` maps
     pooled features to vectors; ``mask_head`` maps pooled features to a map
     (default: four 3x3 convolutions of ``mask_channels``). ``anchor_sizes``
     are all on the one map; ``rpn`` / ``roi_heads`` pass keyword arguments on
-    to RegionProposalNetwork / ROIHeads; ``inference`` and ``channels_last`` as
-    for fpn_rcnn."""
+    to RegionProposalNetwork / ROIHeads; ``inference``, ``channels_last``,
+    ``init_weights``, ``init_skip``, ``init_class_map`` and ``freeze`` as for
+    fpn_rcnn."""
     (name,) = backbone.strides
     stride = backbone.strides[name]
     anchors = AnchorGenerator([tuple(int(s) for s in anchor_sizes)], [(0.5, 1.0, 2.0)])
@@ -144,7 +183,8 @@ def single_level_rcnn(backbone: nn.Module, box_head: nn.Module, num_classes: int
                      mask_pooler, mask_branch, **(roi_heads or {}))
     model = GeneralizedRCNN(backbone, proposal_net, heads, transform or ImageTransform(),
                             num_classes, class_names, category_ids)
-    return model.configure_inference(**(inference or {})).set_channels_last(channels_last)
+    return _finish(model, init_weights, init_skip, init_class_map, freeze, inference,
+                   channels_last)
 
 
 def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
@@ -157,7 +197,8 @@ def c4_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
     training (for training without ImageNet weights); ``backbone_width`` scales
     the ResNet (64 as usual, smaller from scratch). ``heads``: the keyword
     arguments of single_level_rcnn (anchor_sizes, rpn, roi_heads, transform,
-    inference, channels_last, class_names, category_ids)."""
+    inference, channels_last, class_names, category_ids, init_weights,
+    init_skip, init_class_map, freeze)."""
     res5 = ResNetRes5Head(depth, backbone_weights, norm, backbone_width)
     trunk = ResNetC4(depth, backbone_weights, trainable_stages, norm, backbone_width)
     return single_level_rcnn(

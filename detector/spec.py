@@ -65,12 +65,12 @@ def instantiate(node: Any, *, trust: bool = False) -> Any:
 
 
 # files a specification reads only to initialise weights that a checkpoint replaces
-PRETRAINED_FILE_KEYS = ("backbone_weights",)
+PRETRAINED_FILE_KEYS = ("backbone_weights", "init_weights")
 
 
 def without_pretrained_files(node: Any) -> Any:
-    """``node`` with every pretrained-weights path (``backbone_weights``) set to
-    None: a model rebuilt from a checkpoint takes all its weights from the
+    """``node`` with every pretrained-weights path (``backbone_weights``,
+    ``init_weights``) set to None: a model rebuilt from a checkpoint takes all its weights from the
     checkpoint, and the file it was first initialised from may not exist on
     this machine."""
     if isinstance(node, Mapping):

@@ -75,6 +75,7 @@ def load_local_weights(
     skip = tuple(skip)
     state = {key: value for key, value in state.items() if not key.startswith(skip)}
     load_fitting(model, state, f"weights in {path}")
+    model.pretrained_from = str(path)  # every tensor of ``model`` came from the file
 
 
 def load_fitting(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -9,8 +9,17 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 
+class FrozenBatchNorm1d(FrozenBatchNorm2d):
+    """FrozenBatchNorm2d for ``[N, C]`` inputs (the BatchNorm1d of the box MLP)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return x * scale + (self.bias - self.running_mean * scale)
+
+
 def freeze_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.BatchNorm2d`` in ``module`` by a ``FrozenBatchNorm2d``.
+    """Replace every ``nn.BatchNorm2d`` in ``module`` by a ``FrozenBatchNorm2d``
+    (and every ``nn.BatchNorm1d`` by a FrozenBatchNorm1d).
 
     The running statistics and the affine weight and bias are copied, so the
     output is unchanged in eval mode; afterwards the normalization is a fixed
@@ -18,7 +27,7 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
     the return value is ``module``, or its replacement if ``module`` is itself a
     BatchNorm.
     """
-    if isinstance(module, nn.BatchNorm2d):
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return _frozen_copy(module)
     for name, child in module.named_children():
         frozen = freeze_batchnorm(child)
@@ -27,10 +36,11 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def _frozen_copy(bn: nn.BatchNorm2d) -> FrozenBatchNorm2d:
+def _frozen_copy(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> FrozenBatchNorm2d:
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError(f"cannot freeze {bn}: it tracks no running statistics")
-    frozen = FrozenBatchNorm2d(bn.num_features, eps=bn.eps)
+    kind = FrozenBatchNorm1d if isinstance(bn, nn.BatchNorm1d) else FrozenBatchNorm2d
+    frozen = kind(bn.num_features, eps=bn.eps)
     frozen.to(device=bn.running_mean.device, dtype=bn.running_mean.dtype)
     with torch.no_grad():
         if bn.affine:

@@ -190,6 +190,21 @@ def baseline_model(config_name: str, overrides: Sequence[str],
         return model_of(compose(config_name, overrides=kept))
 
 
+def spec_to_resume(ckpt_path: str, configured: Mapping) -> dict:
+    """The specification a run resumed from ``ckpt_path`` trains (after
+    check_resumed_model): the configured one, with no pretrained file to read
+    (the checkpoint's weights replace them; the file may have moved) and, when
+    it started from ``init_weights``, the normalisation the checkpoint kept
+    from that file."""
+    spec = copy.deepcopy(dict(configured))
+    if spec.get("init_weights"):
+        saved = (saved_spec(ckpt_path).get("transform") or {})
+        transform = dict(spec.get("transform") or {})
+        transform.update({k: saved[k] for k in ("mean", "std") if k in saved})
+        spec["transform"] = transform
+    return without_pretrained_files(spec)
+
+
 def check_resumed_model(ckpt_path: str, configured: Mapping) -> None:
     """Resuming training from ``ckpt_path`` with ``configured``: refused where
     the configured model sets a key of the checkpoint's to another value
@@ -203,6 +218,9 @@ def check_resumed_model(ckpt_path: str, configured: Mapping) -> None:
     for path, value in explicit_changes(configured, saved).items():
         if path[0] in CLASS_KEYS or path[0] == "inference" or path[-1] in PRETRAINED_FILE_KEYS:
             continue  # the data's; free to change; overwritten by the checkpoint's weights
+        if configured.get("init_weights") and path in (("transform", "mean"),
+                                                       ("transform", "std")):
+            continue  # the init_weights file's normalisation (spec_to_resume)
         before = _value_at(saved, path)
         if before == _REMOVED or value == _REMOVED:
             missing.append(".".join(path))  # a setting newer (or older) than the checkpoint

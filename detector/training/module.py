@@ -17,6 +17,7 @@ from torch import nn
 
 from ..data.categories import Categories
 from ..evaluation import BACKENDS, evaluate, to_coco_results
+from ..fine_tune import with_source_normalisation
 from ..rcnn import GeneralizedRCNN
 from ..spec import build_model
 from .datamodule import check_masks_for_mask_model
@@ -182,10 +183,17 @@ class DetectionModule(pl.LightningModule):
         if spec.get("num_classes") is None:
             raise ValueError("the model's num_classes is not set and there is no datamodule "
                              "with class_names to take it from")
+        if fitting:
+            spec = with_source_normalisation(spec)  # init_weights' own
         self.hparams.model = spec
         self.model = build_model(spec, trust=True)  # a config the user wrote
         if fitting:
             refuse_untrained_frozen(self.model)
+            report = getattr(self.model, "init_report", None)
+            if report is not None and self._trainer is not None and self.trainer.is_global_zero:
+                print(report.table())
+                log.info("the initial weights' table: %s",
+                         report.write(self.trainer.default_root_dir))
 
     def forward(self, images):
         return self.model(images)

@@ -22,6 +22,7 @@ from .checkpoint_model import (
     baseline_model,
     check_resumed_model,
     given_paths,
+    spec_to_resume,
     model_to_evaluate,
     names_the_model,
 )
@@ -173,6 +174,7 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
         spec = OmegaConf.to_container(cfg.model, resolve=True)
         if ckpt_path is not None:
             check_resumed_model(ckpt_path, spec)
+            spec = spec_to_resume(ckpt_path, spec)
     elif ckpt_path is None:
         raise ValueError("train=false needs ckpt_path=PATH (the checkpoint to evaluate)")
     else:  # the checkpoint's model and classes: the training data is not read
