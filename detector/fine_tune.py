@@ -276,7 +276,10 @@ def init_from(model: nn.Module, source: Source | str | os.PathLike,
     if problems:
         raise ValueError(
             f"model.init_weights={source.path} ({source.kind}) does not fit the model: "
-            + "; ".join(problems) + ". Tensors that should not be loaded can be named in "
+            + "; ".join(problems) + ". " + (
+                "torchvision's detection weights are ResNet-50-FPN's: backbone=resnet50_fpn. "
+                if source.kind == "torchvision" and mismatched else "")
+            + "Tensors that should not be loaded can be named in "
             "model.init_skip (glob patterns on the model's names, e.g. "
             "'roi_heads.mask_branch.*')")
     with torch.no_grad():

@@ -108,3 +108,19 @@ def test_adamw_at_an_sgd_rate_is_warned_about():
 def test_bad_schedule_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DetectionModule(torch.nn.Linear(2, 2), **kwargs)
+
+
+def test_finetune_is_the_small_data_recipe_it_states(tmp_path):
+    cfg = _compose(tmp_path, "experiment=finetune", "model.init_weights=/some/weights.pth")
+    assert cfg.data._target_ == "detector.training.CocoDataModule"
+    assert cfg.model.init_weights == "/some/weights.pth" and cfg.model.init_class_map == "auto"
+    config, total = _optimizer_and_schedule(cfg)
+    optimizer = config["optimizer"]
+    assert isinstance(optimizer, torch.optim.SGD)
+    group = optimizer.param_groups[0]
+    assert (group["initial_lr"], group["momentum"], group["weight_decay"]) == (0.005, 0.9, 5e-4)
+    lrs = _lrs(config, [0, 100, 669, 670, 889, 890, 999])
+    assert lrs[0] == pytest.approx(0.005 * 0.001)
+    assert lrs[100] == lrs[669] == pytest.approx(0.005)
+    assert lrs[670] == lrs[889] == pytest.approx(0.0005)  # 67% of training
+    assert lrs[890] == lrs[999] == pytest.approx(0.00005)  # 89%
