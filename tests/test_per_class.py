@@ -54,7 +54,7 @@ def three_classes():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_known_per_class_ap_and_recall(backend):
     gt, results = three_classes()
-    metrics, per_class = evaluate_per_class(gt, results, ("bbox",), backend=backend)
+    metrics, per_class, _ = evaluate_per_class(gt, results, ("bbox",), backend=backend)
     a, b, c = per_class["bbox"]
     assert (a["name"], a["gt_instances"], b["gt_instances"]) == ("a", 2, 2)
     for name in ("AP", "AP50", "AP75", "APl", "AR100"):
@@ -93,7 +93,7 @@ def test_recall_at_one_and_ten_detections(backend):
 
 def test_no_detections_lists_every_class():
     gt, _ = three_classes()
-    metrics, per_class = evaluate_per_class(gt, [], ("bbox",))
+    metrics, per_class, _ = evaluate_per_class(gt, [], ("bbox",))
     assert metrics["bbox"]["AR100"] == 0.0
     assert [r["AP"] for r in per_class["bbox"]] == [0.0, 0.0, None]
 
@@ -129,7 +129,7 @@ def test_class_means_are_the_overall_ap_on_a_validation_set(tmp_path, backend):
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(annotations))
     results = noisy_results(coco)
-    metrics, per_class = evaluate_per_class(coco, results, backend=backend)
+    metrics, per_class, _ = evaluate_per_class(coco, results, backend=backend)
     for iou_type in ("bbox", "segm"):
         rows = per_class[iou_type]
         scored = [r for r in rows if r["gt_instances"]]

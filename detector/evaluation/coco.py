@@ -11,6 +11,7 @@ import copy
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -19,7 +20,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ..data.instances import has_segmentation
-from .per_class import AR_METRICS, per_class_rows
+from .per_class import AR_METRICS, per_class_rows, pr_curves
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 ALL_METRICS = METRICS + AR_METRICS  # COCOeval's 12 summary numbers, in its order
@@ -64,15 +65,24 @@ def evaluate(coco_gt: COCO, results: list[dict], iou_types: Sequence[str] = ("bb
              backend: str = "faster_coco_eval") -> dict[str, dict[str, float]]:
     """COCO metrics {iou_type: {AP, AP50, AP75, APs, APm, APl, AR1, AR10,
     AR100, ARs, ARm, ARl}} in [0, 1]: evaluate_per_class without the classes."""
-    return evaluate_per_class(coco_gt, results, iou_types, image_ids, extra, backend)[0]
+    return evaluate_per_class(coco_gt, results, iou_types, image_ids, extra, backend).metrics
+
+
+class Evaluation(NamedTuple):
+    """What one COCOeval pass per iou type gives: ``metrics`` {iou_type:
+    {name: value}}, ``per_class`` {iou_type: [row per category]} and
+    ``curves`` {iou_type: precision-recall curves} (see per_class.pr_curves)."""
+    metrics: dict[str, dict[str, float]]
+    per_class: dict[str, list[dict]]
+    curves: dict[str, dict]
 
 
 def evaluate_per_class(coco_gt: COCO, results: list[dict],
                        iou_types: Sequence[str] = ("bbox", "segm"),
                        image_ids: Sequence[int] | None = None, extra: Sequence[str] = (),
                        backend: str = "faster_coco_eval"
-                       ) -> tuple[dict[str, dict[str, float]], dict[str, list[dict]]]:
-    """(metrics, per_class): COCO's 12 summary numbers per iou type (AP as
+                       ) -> Evaluation:
+    """Evaluation(metrics, per_class, curves): COCO's 12 summary numbers per iou type (AP as
     above; AR1 / AR10 / AR100: recall with at most 1 / 10 / 100 detections per
     image, ARs / ARm / ARl at 100), and one row per category and iou type (see
     detector.evaluation.per_class.per_class_rows), from one COCOeval pass.
@@ -91,7 +101,7 @@ def evaluate_per_class(coco_gt: COCO, results: list[dict],
                          f"{list(EXTRA_METRICS)}")
     if backend not in BACKENDS:
         raise ValueError(f"evaluate: backend must be one of {BACKENDS}, got {backend!r}")
-    metrics, classes = {}, {}
+    metrics, classes, curves = {}, {}, {}
     for iou_type in iou_types:
         if iou_type not in ("bbox", "segm"):
             raise ValueError(f"evaluate: iou_type must be 'bbox' or 'segm', got {iou_type!r}")
@@ -108,6 +118,7 @@ def evaluate_per_class(coco_gt: COCO, results: list[dict],
         metrics[iou_type] = {name: float(value)
                              for name, value in zip(ALL_METRICS, evaluator.stats)}
         classes[iou_type] = per_class_rows(gt, evaluator, image_ids)
+        curves[iou_type] = pr_curves(evaluator)
     if "voc07_ap50" in extra:
         from .voc import voc07_ap50_per_class
 
@@ -117,7 +128,7 @@ def evaluate_per_class(coco_gt: COCO, results: list[dict],
         for row in classes.get("bbox", []):
             ap = by_id.get(row["category_id"], math.nan)
             row["AP50_voc07"] = None if math.isnan(ap) else ap
-    return metrics, classes
+    return Evaluation(metrics, classes, curves)
 
 
 def _segm_ground_truth(coco_gt: COCO) -> COCO:

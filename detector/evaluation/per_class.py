@@ -73,6 +73,22 @@ def per_class_rows(coco_gt, evaluator, image_ids: Sequence[int] | None) -> list[
     return rows
 
 
+def pr_curves(evaluator, thresholds: Sequence[float] = (0.5, 0.75)) -> dict:
+    """{"recall": COCO's recall points, "category_ids", "precision": {IoU
+    threshold (str): [per category: interpolated precision at each recall
+    point, or None without ground truth]}}, all sizes, 100 detections."""
+    params = evaluator.params
+    precision = np.asarray(evaluator.eval["precision"])
+    m = list(params.maxDets).index(max(params.maxDets))
+    curves = {}
+    for threshold in thresholds:
+        t = int(np.argmin(np.abs(np.asarray(params.iouThrs) - threshold)))
+        curves[f"{threshold:g}"] = [None if (p < 0).all() else np.clip(p, 0, None).tolist()
+                                    for p in precision[t, :, :, 0, m].T]
+    return {"recall": np.asarray(params.recThrs).tolist(),
+            "category_ids": [int(c) for c in params.catIds], "precision": curves}
+
+
 def by_ap(rows: Sequence[Mapping]) -> list[Mapping]:
     """Rows sorted by AP, best first; categories without ground truth last."""
     return sorted(rows, key=lambda r: (r.get("AP") is None, -(r.get("AP") or 0.0),
