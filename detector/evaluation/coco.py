@@ -93,7 +93,7 @@ def evaluate_per_class(coco_gt: COCO, results: list[dict],
     box AP at IoU 0.5 (bbox's ``AP50_voc07``, and each bbox row's; see
     detector.evaluation.voc). ``backend``: "faster_coco_eval" or "pycocotools"
     (the reference). Ground-truth instances without a segmentation count in
-    ``bbox`` as usual and are crowd regions in ``segm`` (see _segm_ground_truth).
+    ``bbox`` as usual and are crowd regions in ``segm`` (see segm_ground_truth).
     """
     unknown = set(extra) - set(EXTRA_METRICS)
     if unknown:
@@ -107,7 +107,7 @@ def evaluate_per_class(coco_gt: COCO, results: list[dict],
             raise ValueError(f"evaluate: iou_type must be 'bbox' or 'segm', got {iou_type!r}")
         if iou_type == "segm" and results and "segmentation" not in results[0]:
             raise ValueError("evaluate: 'segm' needs masks in the results")
-        gt = _segm_ground_truth(coco_gt) if iou_type == "segm" else coco_gt
+        gt = segm_ground_truth(coco_gt) if iou_type == "segm" else coco_gt
         if not results:
             metrics[iou_type] = dict.fromkeys(ALL_METRICS, 0.0)
             classes[iou_type] = per_class_rows(gt, None, image_ids)
@@ -131,19 +131,19 @@ def evaluate_per_class(coco_gt: COCO, results: list[dict],
     return Evaluation(metrics, classes, curves)
 
 
-def _segm_ground_truth(coco_gt: COCO) -> COCO:
+def segm_ground_truth(coco_gt: COCO) -> COCO:
     """The ground truth that ``segm`` is scored on: an annotation without a
     segmentation (box-only, or an empty list) becomes a crowd region shaped
     as its box. Its mask is unknown, so it is neither found nor missed: a
     detected mask inside the box is ignored, not a false positive, and the
     instance is not in the recall. Made once per ground truth; the ground
     truth itself when every annotation has a segmentation."""
-    derived = getattr(coco_gt, "_segm_ground_truth", None)
+    derived = getattr(coco_gt, "segm_ground_truth", None)
     if derived is not None:
         return derived
     annotations = coco_gt.dataset["annotations"]
     if all(map(has_segmentation, annotations)):
-        coco_gt._segm_ground_truth = coco_gt
+        coco_gt.segm_ground_truth = coco_gt
         return coco_gt
     data = {**coco_gt.dataset, "annotations": [
         ann if has_segmentation(ann) else {**ann, "iscrowd": 1,
@@ -153,7 +153,7 @@ def _segm_ground_truth(coco_gt: COCO) -> COCO:
     derived.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         derived.createIndex()
-    coco_gt._segm_ground_truth = derived
+    coco_gt.segm_ground_truth = derived
     return derived
 
 
