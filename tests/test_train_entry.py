@@ -40,7 +40,8 @@ def test_few_step_run_writes_results_and_checkpoint(tmp_path, roi_op):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["metrics"] == metrics
     assert set(metrics) == {"bbox", "segm"}
-    assert set(metrics["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    assert set(metrics["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl",
+                                    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"}
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "run" / "curves.png").is_file()  # drawn from the run's CSV log
     assert list((tmp_path / "run" / "pictures").glob("step*.png"))  # one per validation

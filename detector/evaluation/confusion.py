@@ -4,11 +4,11 @@ taken for, or whether it was missed, and which detections matched nothing.
 Rows are the ground truth's classes and a last "background" row (detections
 that matched no instance); columns are the predicted classes and a last
 "background" column (instances no detection matched). Only detections scoring
-at least ``score_threshold`` count. In each image they are taken best score
-first; each takes the unmatched instance it overlaps most at IoU at least
-``iou_threshold``, one of its own class when there is one (so a right
-detection is never stolen by a better-scored wrong one), else one of another
-class (a confusion). Crowd regions are neither found nor missed, and a
+at least ``score_threshold`` count. In each image, detections best score
+first take the unmatched instance of their own class they overlap most at IoU
+at least ``iou_threshold``; then those left, best first, take in the same way
+an instance of another class (a confusion): a right detection is never
+stolen by a better-scored wrong one. Crowd regions are neither found nor missed, and a
 detection inside one is left out. Every instance is in exactly one cell of
 its row, every detection in exactly one cell of its column."""
 
@@ -27,20 +27,25 @@ BACKGROUND = "background"
 def match_image(image: Image, iou_threshold: float) -> tuple[list[int | None], list[int | None]]:
     """(for each instance, the index of the detection that took it or None;
     for each detection, the index of its instance, None for none, -1 when
-    it lies in a crowd region)."""
+    it lies in a crowd region). Two rounds, each best score first: detections
+    take instances of their own class, then those left take instances of
+    another class."""
     classes, crowd = image.gt_classes, image.crowd
     taken_by: list[int | None] = [None] * len(image.gt)
     matched: list[int | None] = [None] * len(image.detections)
-    for d, det in enumerate(image.detections):
-        row = image.iou[d]
-        free = ~crowd & (row >= iou_threshold) & np.array([t is None for t in taken_by], bool)
-        own = free & (classes == det["category_id"])
-        pool = own if own.any() else free
-        if pool.any():
-            candidates = np.flatnonzero(pool)
-            g = int(candidates[np.argmax(row[candidates])])
-            taken_by[g], matched[d] = d, g
-        elif (crowd & (row >= iou_threshold)).any():
+    for own_class in (True, False):
+        for d, det in enumerate(image.detections):
+            if matched[d] is not None:
+                continue
+            row = image.iou[d]
+            free = ~crowd & (row >= iou_threshold) & np.array([t is None for t in taken_by], bool)
+            free &= (classes == det["category_id"]) if own_class else np.ones_like(free)
+            if free.any():
+                candidates = np.flatnonzero(free)
+                g = int(candidates[np.argmax(row[candidates])])
+                taken_by[g], matched[d] = d, g
+    for d in range(len(image.detections)):
+        if matched[d] is None and (crowd & (image.iou[d] >= iou_threshold)).any():
             matched[d] = -1
     return taken_by, matched
 
