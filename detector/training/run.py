@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def _instantiate_all(group: DictConfig | None) -> list:
-    return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None]
+    """Every entry of the group built; an entry that is null, or whose
+    factory returns None (a callback switched off), is left out."""
+    built = [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None]
+    return [b for b in built if b is not None]
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
