@@ -145,3 +145,16 @@ def test_class_means_are_the_overall_ap_on_a_validation_set(tmp_path, backend):
                 assert (ours is None) == (theirs is None)
                 if ours is not None:
                     assert ours == pytest.approx(theirs, abs=1e-4), (iou_type, row)
+
+
+def test_pascal_voc_ap50_per_class():
+    """VOC07's 11-point AP50 on each bbox row: 'a' found twice (1), 'b' one of
+    two (precision 1 up to recall 1/2: 6 of the 11 points), 'c' none (null)."""
+    gt, results = three_classes()
+    metrics, per_class, _ = evaluate_per_class(gt, results, ("bbox",), extra=("voc07_ap50",))
+    a, b, c = per_class["bbox"]
+    assert a["AP50_voc07"] == pytest.approx(1.0)
+    assert b["AP50_voc07"] == pytest.approx(6 / 11)
+    assert c["AP50_voc07"] is None
+    assert metrics["bbox"]["AP50_voc07"] == pytest.approx((1 + 6 / 11) / 2)
+    assert "AP50_voc07" in format_per_class(per_class).splitlines()[1]
