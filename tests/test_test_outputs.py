@@ -109,3 +109,23 @@ def test_rcnn_train_writes_every_result(tmp_path):
             "classification", "localisation", "both", "duplicate", "background", "missed"}
     confusion = json.loads((run / "confusion_test.json").read_text())
     assert len(confusion["matrix"]) == len(coco.cats) + 1
+    # validation logs the overall AR; per-class scalars only when asked
+    assert {"val/bbox_AR100", "val/segm_AR1"} <= _logged(run)
+    assert not [name for name in _logged(run) if name.startswith("val/bbox_AP/")]
+
+
+def _logged(run: Path) -> set[str]:
+    (log,) = run.rglob("metrics.csv")
+    return set(log.read_text().splitlines()[0].split(","))
+
+
+def test_per_class_logging_when_asked(tmp_path):
+    from detector.training import train
+    from test_train_entry import _cfg
+
+    train(_cfg(tmp_path, "test=false", "callbacks.pictures=null", "data.num_train=2",
+               "data.num_val=2", "evaluation.per_class_logging=true"))
+    logged = _logged(tmp_path / "run")
+    names = {name.split("/")[-1] for name in logged if name.startswith("val/segm_AP/")}
+    assert names and names <= {"circle", "rectangle", "triangle", "ellipse", "star", "ring"}
+    assert {f"val/bbox_AR100/{n}" for n in names} <= logged

@@ -53,7 +53,12 @@ def test_evaluate_a_checkpoint_alone(tmp_path):
     assert best and Path(best).is_file()
     evaluated = train(_cfg(tmp_path, "train=false", f"ckpt_path={best}", run="eval"))
     assert evaluated == trained
-    assert json.loads((tmp_path / "eval" / "results.json").read_text())["metrics"] == trained
+    evaluated_results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert evaluated_results["metrics"] == trained
+    # rcnn-evaluate's folder gets the test's files too, with the same per-class rows
+    trained_results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert evaluated_results["per_class"] == trained_results["per_class"]
+    assert (tmp_path / "eval" / "detections_test.json").is_file()
 
 
 def test_evaluate_needs_a_checkpoint(tmp_path):
