@@ -109,9 +109,9 @@ def test_rcnn_train_writes_every_result(tmp_path):
             "classification", "localisation", "both", "duplicate", "background", "missed"}
     confusion = json.loads((run / "confusion_test.json").read_text())
     assert len(confusion["matrix"]) == len(coco.cats) + 1
-    # validation logs the overall AR; per-class scalars only when asked
-    assert {"val/bbox_AR100", "val/segm_AR1"} <= _logged(run)
-    assert not [name for name in _logged(run) if name.startswith("val/bbox_AP/")]
+    # the overall AR is logged; per-class scalars only when asked
+    assert {"test/bbox_AR100", "test/segm_AR1"} <= _logged(run)
+    assert not [name for name in _logged(run) if name.startswith("test/bbox_AP/")]
 
 
 def _logged(run: Path) -> set[str]:
@@ -129,3 +129,4 @@ def test_per_class_logging_when_asked(tmp_path):
     names = {name.split("/")[-1] for name in logged if name.startswith("val/segm_AP/")}
     assert names and names <= {"circle", "rectangle", "triangle", "ellipse", "star", "ring"}
     assert {f"val/bbox_AR100/{n}" for n in names} <= logged
+    assert {"val/bbox_AR100", "val/segm_AR10", "val/segm_AP"} <= logged

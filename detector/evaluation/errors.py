@@ -64,8 +64,9 @@ def classify(coco_gt: COCO, results: Sequence[dict], iou_type: str = "bbox",
              max_detections: int = 100) -> dict:
     """The matched detections: {"detections": [(score, class, status, target)]
     with status "tp" or an error name and target (class, image, instance
-    index) or None, "missed": {(image, index): class}, "positives": instances
-    per class}. Detections in crowd regions are left out, as COCO ignores them."""
+    index) or None, "missed": {(image, index): class}, "unmatched": every
+    (image, index) no detection found, "positives": instances per class}.
+    Detections in crowd regions are left out, as COCO ignores them."""
     if not 0 < bg < fg <= 1:
         raise ValueError(f"the IoU thresholds must satisfy 0 < bg < fg <= 1, got bg={bg}, fg={fg}")
     detections, targets, positives = [], set(), defaultdict(int)
