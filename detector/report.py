@@ -9,7 +9,9 @@ command-line overrides set apart from the seed, and writes
   over the seeds, with each variant's difference to its baseline (by default
   the ROI Pooling run that agrees on every other setting); with the same seeds
   on both sides the difference is paired, seed by seed;
-- a bar chart (PNG) of the same means and standard deviations.
+- the recall (AR) of each variant, and the per-class AP of each variant with
+  its gain over its baseline, classes by their gain (detector.report_classes);
+- a bar chart (PNG) of the AP means and standard deviations.
 
 Both go into ``--output`` (default: the first folder) as ``report.md`` and
 ``report.png``; the table is also printed. With ``--output`` elsewhere, the
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Sequence
 
 import yaml
+
+from .report_classes import class_table, recall_table
 
 IGNORED_KEYS = ("seed", "experiment")  # what tells seeds of one variant apart
 COLUMNS = (("segm", "AP"), ("segm", "AP50"), ("segm", "AP75"),
@@ -51,6 +55,7 @@ class Run:
     wall_time_s: float | None = None
     experiment: str | None = None
     overrides: list[str] = field(default_factory=list)  # as given on the command line
+    per_class: dict[str, list[dict]] = field(default_factory=dict)  # results.json's
 
 
 @dataclass
@@ -101,7 +106,7 @@ def read_run(path: Path) -> Run:
     for key in IGNORED_KEYS:
         settings.pop(key, None)
     return Run(path, settings, seed, metrics, data.get("wall_time_s"), experiment,
-               list(overrides))
+               list(overrides), data.get("per_class") or {})
 
 
 def find_runs(folders: Sequence[str | Path]) -> list[Run]:
@@ -258,6 +263,10 @@ def markdown(variants: Sequence[Variant], baseline: str | None = "roi_op=pool") 
         for v, b in diffs:
             cells = [_diff_cell(difference(v, b, t, m)) for t, m in columns]
             lines.append(f"| {label(v.settings)} | " + " | ".join(cells) + " |")
+    for extra in (recall_table(variants, _cell),
+                  class_table(variants, lambda v: baseline_of(v, variants, baseline))):
+        if extra:
+            lines += ["", extra]
     times = [r.wall_time_s for v in variants for r in v.runs if r.wall_time_s]
     if times:
         lines += ["", f"{sum(len(v.runs) for v in variants)} runs; wall time per run "

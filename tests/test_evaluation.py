@@ -8,7 +8,7 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
-from detector.evaluation import BACKENDS, METRICS, evaluate, format_table, to_coco_results
+from detector.evaluation import ALL_METRICS, BACKENDS, METRICS, evaluate, format_table, to_coco_results
 
 
 def _rle(mask):
@@ -107,7 +107,7 @@ def test_detections_in_a_crowd_region_are_ignored(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_no_detections_and_bad_arguments(backend):
     assert evaluate(_ground_truth(), [], backend=backend) == {
-        t: dict.fromkeys(METRICS, 0.0) for t in ("bbox", "segm")}
+        t: dict.fromkeys(ALL_METRICS, 0.0) for t in ("bbox", "segm")}
     with pytest.raises(ValueError, match="backend must be one of"):
         evaluate(_ground_truth(), [], backend="detectron2")
     with pytest.raises(ValueError, match="iou_type must be 'bbox' or 'segm', got 'keypoints'"):
@@ -169,6 +169,6 @@ def test_backends_agree_on_a_validation_set(tmp_path):
         reference = evaluate(coco, results, image_ids=image_ids, backend="pycocotools")
         assert 0.2 < reference["bbox"]["AP"] < 0.9  # a case with something to get wrong
         for iou_type in ("bbox", "segm"):
-            for metric in METRICS:
+            for metric in ALL_METRICS:
                 assert ours[iou_type][metric] == pytest.approx(
                     reference[iou_type][metric], abs=1e-4), (iou_type, metric, image_ids)

@@ -40,7 +40,8 @@ def test_few_step_run_writes_results_and_checkpoint(tmp_path, roi_op):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["metrics"] == metrics
     assert set(metrics) == {"bbox", "segm"}
-    assert set(metrics["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    assert set(metrics["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl",
+                                    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"}
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "run" / "curves.png").is_file()  # drawn from the run's CSV log
     assert list((tmp_path / "run" / "pictures").glob("step*.png"))  # one per validation
@@ -52,7 +53,12 @@ def test_evaluate_a_checkpoint_alone(tmp_path):
     assert best and Path(best).is_file()
     evaluated = train(_cfg(tmp_path, "train=false", f"ckpt_path={best}", run="eval"))
     assert evaluated == trained
-    assert json.loads((tmp_path / "eval" / "results.json").read_text())["metrics"] == trained
+    evaluated_results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert evaluated_results["metrics"] == trained
+    # rcnn-evaluate's folder gets the test's files too, with the same per-class rows
+    trained_results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert evaluated_results["per_class"] == trained_results["per_class"]
+    assert (tmp_path / "eval" / "detections_test.json").is_file()
 
 
 def test_evaluate_needs_a_checkpoint(tmp_path):

@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 
 from detector.data.voc import VOC_CLASSES, VocInstances
 from detector.evaluation import evaluate
-from detector.voc_eval import voc07_ap50, voc07_ap50_per_class
+from detector.evaluation.voc import voc07_ap50, voc07_ap50_per_class
 
 PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [64] * (3 * 251) + [224, 224, 192]
 

@@ -182,7 +182,7 @@ class VocInstances(InstanceDataset):
     the targets and enter the COCO ground truth as ``iscrowd=1``, so COCOeval
     ignores detections on them, as VOC's own evaluation does (COCOeval's crowd
     overlap is intersection over the detection's area, and a crowd region may
-    absorb several detections; detector.voc_eval follows VOC exactly).
+    absorb several detections; detector.evaluation.voc follows VOC exactly).
 
     The rest is InstanceDataset's: ``image_ids`` are the positions 0..N-1 in the
     split list (``file_names`` holds the VOC ids), labels 1..K follow

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..data.categories import Categories
-from ..evaluation import BACKENDS, evaluate, to_coco_results
+from ..evaluation import BACKENDS, evaluate_per_class, to_coco_results
 from ..fine_tune import with_source_normalisation
 from ..rcnn import GeneralizedRCNN
 from ..spec import build_model
@@ -113,6 +113,9 @@ class DetectionModule(pl.LightningModule):
             validation batch, without mask pasting or COCOeval.
         eval_backend: the COCO evaluation's implementation, "faster_coco_eval"
             (default) or "pycocotools" (see detector.evaluation).
+        per_class_logging: each validation and test also logs every class's
+            AP and AR100 (``val/bbox_AP/NAME``, ...); off by default: a
+            scalar per class and metric crowds the logs of many-class data.
     """
 
     def __init__(self, model: dict | GeneralizedRCNN, optimizer: str = "sgd", lr: float = 0.02,
@@ -121,7 +124,7 @@ class DetectionModule(pl.LightningModule):
                  milestones: tuple[float, ...] = (0.67, 0.89),
                  milestone_steps: tuple[int, ...] | None = None, gamma: float = 0.1,
                  lr_reference_batch: int | None = None, val_loss: bool = True,
-                 eval_backend: str = "faster_coco_eval"):
+                 eval_backend: str = "faster_coco_eval", per_class_logging: bool = False):
         super().__init__()
         if eval_backend not in BACKENDS:
             raise ValueError(f"evaluation backend must be one of {BACKENDS}, "
@@ -147,6 +150,7 @@ class DetectionModule(pl.LightningModule):
             self.save_hyperparameters()
         self._results: list[dict] = []
         self._image_ids: list[int] = []
+        self.tested: dict | None = None  # rank 0's last test: evaluation, results, dataset
 
     def configure_model(self) -> None:
         if self.model is not None:
@@ -373,10 +377,23 @@ class DetectionModule(pl.LightningModule):
         iou_types = ("bbox", "segm") if self.model.roi_heads.has_masks else ("bbox",)
         extra = getattr(self.trainer.datamodule, "extra_metrics", ())
         backend = self.hparams.get("eval_backend", "faster_coco_eval")
-        metrics = on_rank_zero(lambda: evaluate(dataset.coco, gathered[0], iou_types,
-                                                gathered[1], extra, backend=backend))
+
+        def compute():
+            evaluation = evaluate_per_class(dataset.coco, gathered[0], iou_types, gathered[1],
+                                            extra, backend=backend)
+            if stage == "test":  # rank 0 keeps what the test's files are made of
+                self.tested = {"evaluation": evaluation, "results": gathered[0],
+                               "image_ids": gathered[1], "dataset": dataset}
+            return evaluation.metrics, evaluation.per_class
+
+        metrics, per_class = on_rank_zero(compute)
         self.metrics = {stage: metrics}
+        self.per_class = {stage: per_class}
         flat = {f"{stage}/{t}_{name}": value for t, values in metrics.items()
                 for name, value in values.items()}
+        if self.hparams.get("per_class_logging", False):
+            flat.update({f"{stage}/{t}_{name}/{row['name']}": row[name]
+                         for t, rows in per_class.items() for row in rows
+                         for name in ("AP", "AR100") if row[name] is not None})
         # identical on every process (rank 0's numbers, shared), so no reduction
         self.log_dict(flat, rank_zero_only=False, sync_dist=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -16,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..curves import plot_curves
 from ..evaluation import format_table
+from ..evaluation.detections import write_json
+from ..evaluation.outputs import report_text, write_outputs
 from ..data.categories import Categories
 from .divergence import TrainingDiverged
 from .checkpoint_model import (
@@ -35,7 +36,10 @@ log = logging.getLogger(__name__)
 
 
 def _instantiate_all(group: DictConfig | None) -> list:
-    return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None]
+    """Every entry of the group built; an entry that is null, or whose
+    factory returns None (a callback switched off), is left out."""
+    built = [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None]
+    return [b for b in built if b is not None]
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
@@ -188,9 +192,10 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
         datamodule.use_categories(categories)
         if "masks" in cfg.data and OmegaConf.is_interpolation(cfg.data, "masks"):
             datamodule.masks = spec.get("masks", True)  # data=voc reads what the model uses
-    backend = (cfg.get("evaluation") or {}).get("backend", "faster_coco_eval")
+    evaluation = cfg.get("evaluation") or {}
     module = DetectionModule(spec, **OmegaConf.to_container(cfg.module, resolve=True),
-                             eval_backend=backend)
+                             eval_backend=evaluation.get("backend", "faster_coco_eval"),
+                             per_class_logging=bool(evaluation.get("per_class_logging", False)))
     _resolve_monitor(cfg, spec, datamodule)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
@@ -203,18 +208,31 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
         trainer.test(module, datamodule, ckpt_path=ckpt_path)
         metrics = module.metrics["test"]
         split = getattr(datamodule, "test_split", "test")
+        sections = {}
         if trainer.is_global_zero:
-            partial = output_dir / "results.json.partial"
-            partial.write_text(json.dumps(
-                {"metrics": metrics, "split": split,
-                 "checkpoint": str(ckpt_path) if ckpt_path else None,
-                 "model": module.hparams["model"],  # the specification tested
-                 **({"model_changes": model_changes} if model_changes is not None else {}),
-                 "overrides": overrides, "seed": cfg.seed, "threads": torch.get_num_threads(),
-                 "wall_time_s": round(time.perf_counter() - started, 1)}, indent=2))
-            os.replace(partial, output_dir / "results.json")
+            sections = test_outputs(output_dir, split, module.tested)
+            write_json(output_dir / "results.json", {
+                "metrics": metrics, **sections, "split": split,
+                "checkpoint": str(ckpt_path) if ckpt_path else None,
+                "model": module.hparams["model"],  # the specification tested
+                **({"model_changes": model_changes} if model_changes is not None else {}),
+                "overrides": overrides, "seed": cfg.seed, "threads": torch.get_num_threads(),
+                "wall_time_s": round(time.perf_counter() - started, 1)})
         if split != "test":
             print(f"Test metrics on the {split} split (the data has no test split" + (
                 "; the best checkpoint was chosen on this split too):" if training else "):"))
         print(format_table(metrics))
+        if sections:
+            print("\n" + report_text(sections))
     return metrics
+
+
+def test_outputs(output_dir: Path, split: str, tested: dict | None) -> dict:
+    """The test's files (detections, confusion matrix, error breakdown,
+    figures: detector.evaluation.outputs) and results.json's sections for them."""
+    if tested is None:
+        return {}
+    dataset = tested["dataset"]
+    return write_outputs(output_dir, split, dataset.coco, tested["evaluation"],
+                         tested["results"], tested["image_ids"],
+                         getattr(dataset, "read_image", None))
