@@ -58,8 +58,8 @@ def test_discs_on_a_noisy_sky_are_found_whole():
 
 
 def test_sources_are_bright_and_the_sky_is_not(photo, labels):
-    from skimage import color, filters
-    luminance = filters.gaussian(color.rgb2gray(photo), galaxies.SMOOTHING)
+    from skimage import filters
+    luminance = filters.gaussian(photo.max(axis=-1) / 255, galaxies.SMOOTHING)
     from skimage import measure
     # what is bright outside the sources are specks under MIN_SPECK pixels, dropped as noise
     left = measure.label((luminance > galaxies.LEVEL) & (labels == 0), connectivity=2)
@@ -69,6 +69,10 @@ def test_sources_are_bright_and_the_sky_is_not(photo, labels):
     assert sizes.min() >= galaxies.MIN_SPECK
     big = sizes[sizes >= galaxies.MIN_AREA]
     assert 200 <= len(big) <= 350
+    # red galaxies too: sources whose red channel outshines the green, mostly
+    red = [s for s in range(1, labels.max() + 1)
+           if photo[labels == s][:, 0].mean() > 1.3 * photo[labels == s][:, 1].mean()]
+    assert len(red) >= 10
     # mostly COCO-small (under 32 x 32 pixels): unlike the coins, of 1,100-4,000 pixels
     assert np.median(big) < 150 and (big < 32 * 32).mean() > 0.95
 
