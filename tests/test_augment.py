@@ -110,8 +110,8 @@ def test_an_image_left_without_instances_is_a_background_image():
     sample = _sample()
     boxes, masks = sample[1]["boxes"], sample[1]["masks"]
     bare = {**sample[1], "boxes": tv_tensors.wrap(boxes[:0], like=boxes),
-            "masks": tv_tensors.wrap(masks[:0], like=masks), "labels": sample[1]["labels"][:0], "has_mask": sample[1]["has_mask"][:0],
-            "area": sample[1]["area"][:0]}
+            "masks": tv_tensors.wrap(masks[:0], like=masks)}
+    bare.update({key: sample[1][key][:0] for key in ("labels", "has_mask", "area")})
     out_image, out = preset("crop", flip_probability=0.0)(sample[0], bare)
     assert torch.equal(out_image, sample[0]) and out["boxes"].shape == (0, 4)
 
