@@ -16,8 +16,8 @@ from detector.training import DetectionDataModule
 from detector.training.run import _instantiate_all, monitored_metric
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-GROUPS = ["data", "roi_op", "model", "backbone", "trainer", "callbacks", "logger", "paths",
-          "experiment"]
+GROUPS = ["data", "augment", "roi_op", "model", "backbone", "trainer", "callbacks", "logger",
+          "paths", "experiment"]
 
 
 def options(group: str) -> list[str]:
