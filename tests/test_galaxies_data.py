@@ -12,7 +12,6 @@ import pytest
 
 pytest.importorskip("skimage")
 
-from pycocotools import mask as mask_utils  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 
 from detector.data import CocoInstances  # noqa: E402
