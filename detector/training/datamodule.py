@@ -83,6 +83,7 @@ class DetectionDataModule(pl.LightningDataModule):
         self._datasets: dict = {}
         self._categories: Categories | None = None
         self._train_sampler: EpochSampler | None = None
+        self._resume_at: tuple[int, int] | None = None  # (epoch, items) from a checkpoint
 
     # what evaluation adds to COCO's metrics (detector.evaluation.EXTRA_METRICS)
     extra_metrics: tuple[str, ...] = ()
@@ -193,6 +194,8 @@ class DetectionDataModule(pl.LightningDataModule):
                 self._train_sampler = RepeatFactorSampler(factors, self.shuffle_seed)
             else:
                 self._train_sampler = EpochSampler(len(dataset), True, self.shuffle_seed)
+            if self._resume_at is not None:
+                self._train_sampler.resume(*self._resume_at)
         return self._train_sampler
 
     def train_dataloader(self):
@@ -221,8 +224,12 @@ class DetectionDataModule(pl.LightningDataModule):
         return {"epoch": self.trainer.current_epoch, "batches": done}
 
     def load_state_dict(self, state: dict) -> None:
+        """Where training resumes, applied when training reads its split:
+        evaluating a checkpoint (which restores this too) never reads it."""
         if state:
-            self.train_sampler().resume(state["epoch"], state["batches"] * self.batch_size)
+            self._resume_at = (state["epoch"], state["batches"] * self.batch_size)
+            if self._train_sampler is not None:
+                self._train_sampler.resume(*self._resume_at)
 
 
 class CocoDataModule(DetectionDataModule):
