@@ -16,8 +16,8 @@ from detector.training import DetectionDataModule
 from detector.training.run import _instantiate_all, monitored_metric
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-GROUPS = ["data", "roi_op", "model", "backbone", "trainer", "callbacks", "logger", "paths",
-          "experiment"]
+GROUPS = ["data", "augment", "roi_op", "model", "backbone", "trainer", "callbacks", "logger",
+          "paths", "experiment"]
 
 
 def options(group: str) -> list[str]:
@@ -37,6 +37,12 @@ def tiny_coco(tmp_path_factory):
     root = tmp_path_factory.mktemp("coco")
     images, annotations = make_synthetic_coco(root, "val", 2, (64, 80))
     return {"images": str(images), "annotations": str(annotations)}
+
+
+@pytest.fixture(scope="module")
+def photo_data_dir(tmp_path_factory):
+    """Where the real-photo datasets (coins, galaxies) are written once for these tests."""
+    return tmp_path_factory.mktemp("photos")
 
 
 def _coco_paths(tiny_coco) -> list[str]:
@@ -116,8 +122,11 @@ def test_logger_configs_instantiate(tmp_path, logger):
 
 
 @pytest.mark.parametrize("data", options("data"))
-def test_data_configs_instantiate(tmp_path, tiny_coco, data):
+def test_data_configs_instantiate(tmp_path, tiny_coco, photo_data_dir, data):
     overrides = ["data.num_train=2", "data.num_val=2", "data.image_size=[64,80]"]
+    if data in ("coins", "galaxies"):
+        pytest.importorskip("skimage")
+        overrides = [f"paths.data_dir={photo_data_dir}"]
     if data == "coco":
         overrides = _coco_paths(tiny_coco)
     if data == "voc":
@@ -144,9 +153,12 @@ def test_coco_config_requires_paths(tmp_path):
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_experiment_configs_instantiate(tmp_path, tiny_coco, experiment):
+def test_experiment_configs_instantiate(tmp_path, tiny_coco, photo_data_dir, experiment):
     cfg = _compose(tmp_path, f"experiment={experiment}")
-    if cfg.data._target_.endswith("CocoDataModule"):
+    if cfg.data._target_.endswith("PhotoDataModule"):  # real photos, built once per module
+        pytest.importorskip("skimage")
+        cfg = _compose(tmp_path, f"experiment={experiment}", f"paths.data_dir={photo_data_dir}")
+    elif cfg.data._target_.endswith("CocoDataModule"):
         cfg = _compose(tmp_path, f"experiment={experiment}", *_coco_paths(tiny_coco),
                        "data.num_workers=0")
     else:

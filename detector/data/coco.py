@@ -8,8 +8,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from torchvision.transforms import v2
-
+from .augment import preset
 from .categories import Categories
 from .instances import InstanceDataset
 
@@ -101,24 +100,21 @@ class CocoInstances(InstanceDataset):
         return f"{self.annotations_file} gives"
 
 
-def _per_instance(inputs) -> tuple:
-    """What SanitizeBoundingBoxes keeps aligned with the boxes, beside the
-    masks: the labels and the per-instance ``has_mask`` flags."""
-    target = inputs[1]
-    return tuple(target[key] for key in ("labels", "has_mask") if key in target)
-
-
-def detection_transforms(train: bool, flip_probability: float = 0.5) -> v2.Transform | None:
-    """The data pipeline's augmentation: in training a horizontal flip (boxes,
-    masks and the per-instance fields follow), in evaluation nothing. Images
-    keep their size: the model resizes them itself and maps its detections
-    back (docs/geometry.md)."""
+def detection_transforms(train: bool, flip_probability: float = 0.5,
+                         augment: Callable | None = None) -> Callable | None:
+    """The data pipeline's augmentation: in training ``augment`` (a transform
+    of detector.data.augment, e.g. a preset of configs/augment/), by default
+    a horizontal flip (boxes, masks and the per-instance fields follow); in
+    evaluation nothing. The model resizes the images itself and maps its
+    detections back (docs/geometry.md)."""
     if not train:
         return None
-    if not 0.0 <= float(flip_probability) <= 1.0:
-        raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability!r}")
-    return v2.Compose([v2.RandomHorizontalFlip(float(flip_probability)),
-                       v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=_per_instance)])
+    if augment is not None:
+        if not callable(augment):
+            raise TypeError(f"augment must be a transform (detector.data.augment.Augment), "
+                            f"got {augment!r}")
+        return augment
+    return preset("flip", flip_probability)
 
 
 def collate(batch):

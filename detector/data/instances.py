@@ -131,6 +131,32 @@ class InstanceDataset(Dataset):
         x1, y1, x2, y2 = self._clipped(ann)
         return x2 - x1 < self.min_box_size or y2 - y1 < self.min_box_size
 
+    def _instances(self, image_id: int) -> list[dict]:
+        """The annotations of ``image_id`` that train: not crowd, not degenerate."""
+        return [a for a in self.coco.imgToAnns.get(image_id, [])
+                if not a.get("iscrowd", 0) and not self._degenerate(a)]
+
+    def drop_empty_images(self) -> int:
+        """Leaves out the images with no instance to train on (no annotation,
+        or only crowd or degenerate ones; by default they train as background
+        images, negatives only); returns how many were left out. For training
+        splits: evaluation scores every image, false positives included."""
+        kept = [i for i in self.image_ids if self._instances(i)]
+        dropped = len(self.image_ids) - len(kept)
+        self.image_ids = kept
+        return dropped
+
+    def aspect_ratios(self) -> list[float]:
+        """Width / height of each item, from the ground truth (no image read)."""
+        return [self.coco.imgs[i]["width"] / self.coco.imgs[i]["height"]
+                for i in self.image_ids]
+
+    def image_labels(self) -> list[set[int]]:
+        """The labels (1..K) present in each item: what repeat-factor sampling
+        counts."""
+        return [{self.category_to_label[a["category_id"]] for a in self._instances(i)}
+                for i in self.image_ids]
+
     def __len__(self) -> int:
         return len(self.image_ids)
 
@@ -149,8 +175,7 @@ class InstanceDataset(Dataset):
         image_id = self.image_ids[index]
         image = self.read_image(image_id)
         height, width = image.shape[-2:]
-        anns = [a for a in self.coco.imgToAnns.get(image_id, [])
-                if not a.get("iscrowd", 0) and not self._degenerate(a)]
+        anns = self._instances(image_id)
         boxes = torch.tensor([self._clipped(a) for a in anns], dtype=torch.float32).reshape(-1, 4)
         masks = torch.zeros((len(anns), height, width), dtype=torch.uint8)
         has_mask = torch.tensor([has_segmentation(a) for a in anns], dtype=torch.bool)

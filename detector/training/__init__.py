@@ -5,10 +5,11 @@ from .datamodule import CocoDataModule, DetectionDataModule, SyntheticDataModule
 from .divergence import TrainingDiverged
 from .interrupt import SaveOnInterrupt, TrainingInterrupted
 from .module import DetectionModule, warmup_then_decay
+from .photo_data import PhotoDataModule
 from .run import train
 from .sampling import EpochSampler
 from .writer import CocoResultsWriter
 
 __all__ = ["CocoDataModule", "CocoResultsWriter", "DetectionDataModule", "DetectionModule",
-           "EpochSampler", "SaveOnInterrupt", "SyntheticDataModule", "TrainingDiverged",
+           "EpochSampler", "PhotoDataModule", "SaveOnInterrupt", "SyntheticDataModule", "TrainingDiverged",
            "TrainingInterrupted", "VocDataModule", "train", "warmup_then_decay"]

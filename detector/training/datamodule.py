@@ -4,6 +4,7 @@ included) and Pascal VOC folders."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -15,7 +16,11 @@ from ..data.categories import Categories
 from ..data.instances import MaskCounts
 from ..data.synthetic import make_synthetic_coco
 from ..data.voc import VocInstances
+from .grouping import GroupedBatchSampler, orientation_groups
+from .repeat_factor import RepeatFactorSampler, repeat_factors
 from .sampling import EpochSampler
+
+SAMPLERS = ("random", "repeat_factor")
 
 
 class DetectionDataModule(pl.LightningDataModule):
@@ -30,6 +35,16 @@ class DetectionDataModule(pl.LightningDataModule):
         batch_size, num_workers: loader settings (evaluation uses batch_size too).
         shuffle_seed: the training order and augmentations (see EpochSampler).
         flip_probability: the training images' horizontal flip.
+        augment: the training augmentation (detector.data.augment.Augment, a
+            preset of configs/augment/); None: the flip alone. Evaluation never
+            augments.
+        drop_empty_images: leave out the training images with no instance
+            (by default they train as background images, negatives only).
+        group_by_aspect_ratio: batches of portrait or of landscape images only
+            (GroupedBatchSampler), which pad less.
+        sampler: "random" (every image once per epoch) or "repeat_factor"
+            (LVIS's repeat-factor sampling, RepeatFactorSampler, with
+            ``repeat_threshold``).
 
     Images keep their size in the data pipeline: the model resizes them and
     maps its detections back to them, so evaluation compares in the
@@ -43,17 +58,28 @@ class DetectionDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, splits: dict, batch_size: int = 2, num_workers: int = 0,
-                 shuffle_seed: int = 0, flip_probability: float = 0.5):
+                 shuffle_seed: int = 0, flip_probability: float = 0.5,
+                 augment: Callable | None = None, drop_empty_images: bool = False,
+                 group_by_aspect_ratio: bool = False, sampler: str = "random",
+                 repeat_threshold: float = 0.001):
         super().__init__()
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"data.sampler must be one of {', '.join(SAMPLERS)}, got "
+                             f"{sampler!r}")
+        if sampler == "repeat_factor":
+            repeat_factors([set()], repeat_threshold)  # checks the threshold
+        self.augment, self.drop_empty_images = augment, bool(drop_empty_images)
+        self.group_by_aspect_ratio = bool(group_by_aspect_ratio)
+        self.sampler, self.repeat_threshold = sampler, repeat_threshold
         self.test_split = "test" if splits.get("test") else "val"
         self.splits = {"train": splits.get("train"), "val": splits.get("val"),
                        "test": splits.get("test") or splits.get("val")}
         self.batch_size, self.num_workers = int(batch_size), num_workers
         self.shuffle_seed = int(shuffle_seed)
         self.flip_probability = float(flip_probability)
-        detection_transforms(True, self.flip_probability)  # checks the probability
+        detection_transforms(True, self.flip_probability, augment)  # checks them
         self._datasets: dict = {}
         self._categories: Categories | None = None
         self._train_sampler: EpochSampler | None = None
@@ -124,9 +150,16 @@ class DetectionDataModule(pl.LightningDataModule):
                           "test": "testing needs data.test or"}[stage]
                 raise ValueError(f"{needed} data.{name}, which is not set: "
                                  f"{self.split_settings.replace('SPLIT', name)}")
-            transforms = detection_transforms(stage == "train", self.flip_probability)
+            transforms = detection_transforms(stage == "train", self.flip_probability,
+                                              self.augment)
             categories = self._categories if stage == "train" else self.categories
-            self._datasets[stage] = self._read(split, transforms, categories)
+            dataset = self._read(split, transforms, categories)
+            if stage == "train" and self.drop_empty_images:
+                dataset.drop_empty_images()
+            if stage == "train" and not len(dataset):
+                raise ValueError("data.drop_empty_images=true left no training image: none "
+                                 "has an instance to train on")
+            self._datasets[stage] = dataset
         return self._datasets[stage]
 
     @property
@@ -138,28 +171,40 @@ class DetectionDataModule(pl.LightningDataModule):
         """The category id of each label 1..K (COCO ids may have gaps)."""
         return list(self.categories.ids)
 
-    def _loader(self, stage: str, sampler: EpochSampler) -> DataLoader:
+    def _loader(self, stage: str, sampler: EpochSampler,
+                batches: GroupedBatchSampler | None = None) -> DataLoader:
         if (self.trainer is not None and self.trainer.world_size > 1
                 and self.trainer._accelerator_connector.use_distributed_sampler):
             raise ValueError("CocoDataModule shards the data across processes itself; "
                              "create the Trainer with use_distributed_sampler=False")
         # the loader's own generator, so that creating its iterator leaves the
         # global one (which the model's sampling uses) untouched
-        return DataLoader(self.dataset(stage), batch_size=self.batch_size, sampler=sampler,
+        batching = ({"batch_sampler": batches} if batches is not None else
+                    {"batch_size": self.batch_size, "sampler": sampler})
+        return DataLoader(self.dataset(stage), **batching,
                           num_workers=self.num_workers, collate_fn=collate,
                           persistent_workers=self.num_workers > 0,
                           generator=torch.Generator().manual_seed(self.shuffle_seed))
 
     def train_sampler(self) -> EpochSampler:
         if self._train_sampler is None:
-            self._train_sampler = EpochSampler(len(self.dataset("train")), True,
-                                               self.shuffle_seed)
+            dataset = self.dataset("train")
+            if self.sampler == "repeat_factor":
+                factors = repeat_factors(dataset.image_labels(), self.repeat_threshold)
+                self._train_sampler = RepeatFactorSampler(factors, self.shuffle_seed)
+            else:
+                self._train_sampler = EpochSampler(len(dataset), True, self.shuffle_seed)
             if self._resume_at is not None:
                 self._train_sampler.resume(*self._resume_at)
         return self._train_sampler
 
     def train_dataloader(self):
-        return self._loader("train", self.train_sampler())
+        sampler = self.train_sampler()
+        batches = None
+        if self.group_by_aspect_ratio:
+            groups = orientation_groups(self.dataset("train").aspect_ratios())
+            batches = GroupedBatchSampler(sampler, groups, self.batch_size)
+        return self._loader("train", sampler, batches)
 
     def val_dataloader(self):
         return self._loader("val", EpochSampler(len(self.dataset("val")), False))
@@ -192,13 +237,14 @@ class CocoDataModule(DetectionDataModule):
     ``images`` (a folder) and ``annotations`` (a COCO json), or None (or both
     null) when not given: training needs train and val; testing needs test or
     val (evaluating a checkpoint needs nothing else). The other arguments are
-    DetectionDataModule's."""
+    DetectionDataModule's (``options``: augment, drop_empty_images,
+    group_by_aspect_ratio, sampler, repeat_threshold)."""
 
     split_settings = "data.SPLIT.images=DIR data.SPLIT.annotations=FILE"
 
     def __init__(self, train: dict | None = None, val: dict | None = None,
                  test: dict | None = None, batch_size: int = 2, num_workers: int = 0,
-                 shuffle_seed: int = 0, flip_probability: float = 0.5):
+                 shuffle_seed: int = 0, flip_probability: float = 0.5, **options):
         splits = {}
         for stage, split in {"train": train, "val": val, "test": test}.items():
             given = {k: v for k, v in dict(split or {}).items() if v is not None}
@@ -210,7 +256,8 @@ class CocoDataModule(DetectionDataModule):
                 raise ValueError(f"data.{stage} needs {' and '.join(missing)} too "
                                  f"(data.{stage}.{missing[0]}=...)")
             splits[stage] = given
-        super().__init__(splits, batch_size, num_workers, shuffle_seed, flip_probability)
+        super().__init__(splits, batch_size, num_workers, shuffle_seed, flip_probability,
+                         **options)
 
     def _read(self, split, transforms, categories):
         return CocoInstances(Path(split["images"]), Path(split["annotations"]), transforms,
@@ -227,7 +274,7 @@ class SyntheticDataModule(CocoDataModule):
     def __init__(self, root: str, num_train: int = 200, num_val: int = 50, num_test: int = 50,
                  image_size: tuple[int, int] = (256, 320), object_size: str = "mixed",
                  seed: int = 0, batch_size: int = 4, num_workers: int = 0,
-                 shuffle_seed: int = 0, flip_probability: float = 0.5):
+                 shuffle_seed: int = 0, flip_probability: float = 0.5, **options):
         splits = {}
         counts = (("train", num_train), ("val", num_val), ("test", num_test))
         for split, count in counts:
@@ -238,7 +285,8 @@ class SyntheticDataModule(CocoDataModule):
             splits[split] = {"images": str(images), "annotations": str(annotations)}
         super().__init__(splits.get("train"), splits.get("val"), splits.get("test"),
                          batch_size=batch_size, num_workers=num_workers,
-                         shuffle_seed=shuffle_seed, flip_probability=flip_probability)
+                         shuffle_seed=shuffle_seed, flip_probability=flip_probability,
+                         **options)
 
 
 class VocDataModule(DetectionDataModule):
@@ -258,7 +306,7 @@ class VocDataModule(DetectionDataModule):
     def __init__(self, root: str, train: dict, val: dict, test: dict | None = None,
                  class_names: list[str] | None = None, masks: bool | str = "auto",
                  batch_size: int = 2, num_workers: int = 0, shuffle_seed: int = 0,
-                 flip_probability: float = 0.5):
+                 flip_probability: float = 0.5, **options):
         splits = {}
         for stage, split in {"train": train, "val": val, "test": test}.items():
             given = {k: v for k, v in dict(split or {}).items() if v is not None}
@@ -267,7 +315,8 @@ class VocDataModule(DetectionDataModule):
                                  f"data.{stage}.split=test)")
             splits[stage] = given or None
         self.root, self.class_names_given, self.masks = root, class_names, masks
-        super().__init__(splits, batch_size, num_workers, shuffle_seed, flip_probability)
+        super().__init__(splits, batch_size, num_workers, shuffle_seed, flip_probability,
+                         **options)
 
     split_settings = "data.SPLIT.split=NAME, optionally data.SPLIT.root=DIR"
 

@@ -54,20 +54,33 @@ class EpochSampler(Sampler):
     def resume(self, epoch: int, items: int) -> None:
         self._resume = (int(epoch), int(items))
 
+    def _epoch_length(self) -> int:
+        """Items in an epoch, over all processes (before the padding)."""
+        return self.size
+
     def __len__(self) -> int:
-        return -(-self.size // _world()[1])
+        return -(-self._epoch_length() // _world()[1])
+
+    def _global_items(self) -> list:
+        """The epoch's items over all processes, in order."""
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        seeds = torch.randint(2**62, (self.size,), generator=generator).tolist()
+        return [(i, seeds[i]) for i in order]
+
+    def epoch_items(self) -> list:
+        """This process's items of the current epoch, the resumed ones included."""
+        rank, world = _world()
+        items = self._global_items()
+        total = len(self) * world
+        padded = (items * -(-total // len(items)))[:total]
+        return padded[rank::world]
+
+    def skipped(self) -> int:
+        """How many of this process's items of the epoch a resume skips."""
+        return self._resume[1] if self._resume and self._resume[0] == self.epoch else 0
 
     def __iter__(self) -> Iterator:
-        rank, world = _world()
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.size, generator=generator).tolist()
-            seeds = torch.randint(2**62, (self.size,), generator=generator).tolist()
-        else:
-            order = list(range(self.size))
-        total = len(self) * world
-        padded = (order * -(-total // self.size))[:total]
-        mine = padded[rank::world]
-        items = [(i, seeds[i]) for i in mine] if self.shuffle else mine
-        skip = self._resume[1] if self._resume and self._resume[0] == self.epoch else 0
-        return iter(items[skip:])
+        return iter(self.epoch_items()[self.skipped():])
