@@ -85,3 +85,19 @@ def test_gallery_draws_the_worst_images(tmp_path):
     path = draw_gallery(gt, results, confusion, read_image, tmp_path / "gallery.png", count=2)
     assert path.is_file() and not list(tmp_path.glob(".*partial"))
     assert reads == [1, 2]  # image 1: 2 errors (wrong class, square missed); image 2: 2 missed
+
+
+def test_only_a_crowd_region_of_its_own_class_hides_a_detection():
+    """As COCOeval: a detection inside a crowd region of its own class is
+    ignored; one of another class there is a false positive (background row)."""
+    gt = coco_of(1, [(1, 1, 10, 10, 60, 60)], {1: "circle", 2: "square"})
+    gt.dataset["annotations"].append({"id": 2, "image_id": 1, "category_id": 2,
+                                      "bbox": [100, 100, 80, 80], "area": 6400, "iscrowd": 1})
+    gt.createIndex()
+    results = [result(1, 1, 10, 10, 60, 60, 0.9),
+               result(1, 2, 100, 100, 80, 80, 0.9),  # a square in the squares' crowd: ignored
+               result(1, 1, 101, 100, 80, 80, 0.9)]  # a circle there: a false positive
+    confusion = confusion_matrix(gt, results)
+    matrix = np.asarray(confusion["matrix"])
+    assert matrix[0, 0] == 1 and matrix[2, 0] == 1 and matrix.sum() == 2
+    assert confusion["per_image"][1]["unmatched"] == 1

@@ -206,3 +206,24 @@ def test_a_checkpoint_into_a_model_with_other_classes(trained):
                            source.roi_heads.box_branch.predictor.cls_score.weight[
                                source_names.index(name)])
     assert torch.equal(model.backbone.body.stem.conv1.weight, source.backbone.body.stem.conv1.weight)
+
+
+def test_the_recorded_normalisation_is_the_models_in_any_stage(trained, tmp_path):
+    """Validating before fitting builds the model outside fit: the specification
+    kept for the checkpoints still names the normalisation the model uses."""
+    import pytorch_lightning as pl
+
+    from detector.training import DetectionModule
+
+    ckpt, _, data = trained
+    source = torch.load(ckpt, map_location="cpu", weights_only=True)
+    source["hyper_parameters"]["model"]["transform"]["mean"] = [0.5, 0.4, 0.3]
+    weights = tmp_path / "source.ckpt"
+    torch.save(source, weights)
+    module = DetectionModule({**SPEC, "init_weights": str(weights)})
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, limit_val_batches=1, max_steps=1,
+                         num_sanity_val_steps=0, default_root_dir=tmp_path)
+    trainer.validate(module, data)
+    assert module.model.transform.mean.flatten().tolist() == pytest.approx([0.5, 0.4, 0.3])
+    assert module.hparams.model["transform"]["mean"] == [0.5, 0.4, 0.3]

@@ -60,8 +60,9 @@ def test_a_run_started_from_a_checkpoint_names_the_new_classes(trained, tmp_path
     short = ["trainer.max_steps=2", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
              "module.warmup_steps=1", "~callbacks.progress"]
     run = tmp_path / "run"
+    # the backbone frozen: it holds the file's weights, so the run is not refused
     done = _rcnn("rcnn-train", *data, *TINY_MODEL, *short, f"model.init_weights={weights}",
-                 f"hydra.run.dir={run}", cwd=tmp_path)
+                 "model.freeze=[backbone]", f"hydra.run.dir={run}", cwd=tmp_path)
     assert f"Initial weights from {weights} (checkpoint)" in done.stdout
     assert "circle (source label 1)" in done.stdout  # synthetic's label 1 is circle
     table = json.loads((run / "init_weights.json").read_text())
@@ -81,15 +82,19 @@ def test_a_run_started_from_a_checkpoint_names_the_new_classes(trained, tmp_path
     saved = torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]["model"]
     assert saved["init_weights"] == str(weights)  # the record of where it started
 
-    # the source file moves away: the run resumes, and its checkpoint is evaluated
+    # the source file moves away: the run resumes (its frozen backbone holds the
+    # checkpoint's weights), and its checkpoint is evaluated
     shutil.move(weights, tmp_path / "elsewhere.ckpt")
     _rcnn("rcnn-train", *data, *TINY_MODEL, *short[2:], "trainer.max_steps=4",
-          "trainer.max_epochs=3", f"model.init_weights={weights}", f"ckpt_path={last}",
-          f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
+          "trainer.max_epochs=3", f"model.init_weights={weights}", "model.freeze=[backbone]",
+          f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu",
                          weights_only=True)
     assert resumed["global_step"] == 4
     assert resumed["hyper_parameters"]["model"]["transform"]["mean"] == [0.5, 0.4, 0.3]
+    assert resumed["hyper_parameters"]["model"]["init_weights"] == str(weights)  # the record
+    frozen = {k: v for k, v in resumed["state_dict"].items() if k.startswith("model.backbone.body")}
+    assert all(torch.equal(v, model.state_dict()[k[len("model."):]]) for k, v in frozen.items())
     _rcnn("rcnn-evaluate", f"ckpt_path={last}", "data=coco", "data.num_workers=0",
           f"data.test.images={val_images}", f"data.test.annotations={val_json}",
           f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)

@@ -190,3 +190,19 @@ def test_agrees_with_pycocotools_on_a_trained_models_test(learned, tmp_path):
                 assert (ours is None) == (theirs is None)
                 if ours is not None:
                     assert ours == pytest.approx(theirs, abs=1e-4), (iou_type, row)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_ignore_flag_counts_as_coco_eval_counts_it(backend):
+    """COCOeval sets ``ignore`` from ``iscrowd``: an annotation marked
+    ignore=1 but not crowd is ground truth for both, so its class has a row
+    (AP 0 here, nothing found) and the mean of the rows is the overall AP."""
+    gt = coco_of(1, [(1, 1, 10, 10, 60, 60), (1, 2, 100, 100, 60, 60)], {1: "a", 2: "b"})
+    gt.dataset["annotations"][0]["ignore"] = 1
+    gt.createIndex()
+    evaluation = evaluate_per_class(gt, [result(1, 2, 100, 100, 60, 60)], ("bbox",),
+                                    backend=backend)
+    metrics = evaluation.metrics
+    by_name = {r["name"]: r for r in evaluation.per_class["bbox"]}
+    assert by_name["a"]["gt_instances"] == 1 and by_name["a"]["AP"] == 0
+    assert metrics["bbox"]["AP"] == pytest.approx((by_name["a"]["AP"] + by_name["b"]["AP"]) / 2)

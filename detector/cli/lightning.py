@@ -22,7 +22,12 @@ from pytorch_lightning.cli import LightningCLI
 
 from ..training import CocoDataModule, DetectionModule, TrainingDiverged
 from ..spec import without_pretrained_files
-from ..training.checkpoint_model import CLASS_KEYS, explicit_changes, saved_spec
+from ..training.checkpoint_model import (
+    CLASS_KEYS,
+    explicit_changes,
+    saved_spec,
+    spec_to_resume,
+)
 from ..training.interrupt import RunInterrupted
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,13 @@ class DetectorCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if self.subcommand == "fit" and config.get("ckpt_path"):
+            configured = config.model.model
+            if hasattr(configured, "as_dict"):
+                configured = configured.as_dict()
+            if isinstance(configured, dict):  # the normalisation its init_weights gave it
+                config.model.model = spec_to_resume(config.ckpt_path, configured)
+            return
         if self.subcommand not in ("validate", "test", "predict") or not config.get("ckpt_path"):
             return
         saved = saved_spec(config.ckpt_path)
@@ -50,6 +62,10 @@ class DetectorCLI(LightningCLI):
                             "checkpoint's is used (%s)", ", ".join(f"model.{k}" for k in differs),
                             config.ckpt_path)
         config.model.model = without_pretrained_files(saved)  # the checkpoint's weights
+
+    def before_fit(self) -> None:
+        # resuming: every weight comes from the checkpoint, no pretrained file is read
+        self.model.resuming = bool(self.config.get(self.subcommand).get("ckpt_path"))
 
 
 def run(args=None) -> LightningCLI:

@@ -27,7 +27,7 @@ BACKGROUND = "background"
 def match_image(image: Image, iou_threshold: float) -> tuple[list[int | None], list[int | None]]:
     """(for each instance, the index of the detection that took it or None;
     for each detection, the index of its instance, None for none, -1 when
-    it lies in a crowd region). Two rounds, each best score first: detections
+    it lies in a crowd region of its own class, which COCOeval ignores too). Two rounds, each best score first: detections
     take instances of their own class, then those left take instances of
     another class."""
     classes, crowd = image.gt_classes, image.crowd
@@ -45,7 +45,8 @@ def match_image(image: Image, iou_threshold: float) -> tuple[list[int | None], l
                 g = int(candidates[np.argmax(row[candidates])])
                 taken_by[g], matched[d] = d, g
     for d in range(len(image.detections)):
-        if matched[d] is None and (crowd & (image.iou[d] >= iou_threshold)).any():
+        own = classes == image.detections[d]["category_id"]
+        if matched[d] is None and (crowd & own & (image.iou[d] >= iou_threshold)).any():
             matched[d] = -1
     return taken_by, matched
 

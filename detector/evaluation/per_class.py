@@ -28,10 +28,11 @@ def _mean(values: np.ndarray) -> float | None:
 
 def gt_instances(coco_gt, image_ids: Sequence[int] | None) -> Counter:
     """Ground-truth instances per category id that COCOeval scores: not crowd,
-    not ignored, in the evaluated images."""
+    in the evaluated images (COCOeval sets an annotation's ``ignore`` from its
+    ``iscrowd``, whatever the file says, so neither backend skips others)."""
     selected = None if image_ids is None else {int(i) for i in image_ids}
     return Counter(a["category_id"] for a in coco_gt.dataset["annotations"]
-                   if not a.get("iscrowd", 0) and not a.get("ignore", 0)
+                   if not a.get("iscrowd", 0)
                    and (selected is None or a["image_id"] in selected))
 
 

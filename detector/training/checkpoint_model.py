@@ -192,17 +192,17 @@ def baseline_model(config_name: str, overrides: Sequence[str],
 
 def spec_to_resume(ckpt_path: str, configured: Mapping) -> dict:
     """The specification a run resumed from ``ckpt_path`` trains (after
-    check_resumed_model): the configured one, with no pretrained file to read
-    (the checkpoint's weights replace them; the file may have moved) and, when
-    it started from ``init_weights``, the normalisation the checkpoint kept
-    from that file."""
+    check_resumed_model): the configured one and, when it started from
+    ``init_weights``, the normalisation the checkpoint kept from that file.
+    Its pretrained-file paths stay as the record of where the run started;
+    the model is built without reading them (DetectionModule.resuming)."""
     spec = copy.deepcopy(dict(configured))
     if spec.get("init_weights"):
         saved = (saved_spec(ckpt_path).get("transform") or {})
         transform = dict(spec.get("transform") or {})
         transform.update({k: saved[k] for k in ("mean", "std") if k in saved})
         spec["transform"] = transform
-    return without_pretrained_files(spec)
+    return spec
 
 
 def check_resumed_model(ckpt_path: str, configured: Mapping) -> None:

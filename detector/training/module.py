@@ -19,7 +19,7 @@ from ..data.categories import Categories
 from ..evaluation import BACKENDS, evaluate_per_class, to_coco_results
 from ..fine_tune import with_source_normalisation
 from ..rcnn import GeneralizedRCNN
-from ..spec import build_model
+from ..spec import build_model, without_pretrained_files
 from .datamodule import check_masks_for_mask_model
 from .divergence import (
     TrainingDiverged,
@@ -150,6 +150,8 @@ class DetectionModule(pl.LightningModule):
             self.save_hyperparameters()
         self._results: list[dict] = []
         self._image_ids: list[int] = []
+        # set when fit resumes from a checkpoint (rcnn-train, rcnn-lightning fit --ckpt_path)
+        self.resuming = False
         self.tested: dict | None = None  # rank 0's last test: evaluation, results, dataset
 
     def configure_model(self) -> None:
@@ -187,11 +189,15 @@ class DetectionModule(pl.LightningModule):
         if spec.get("num_classes") is None:
             raise ValueError("the model's num_classes is not set and there is no datamodule "
                              "with class_names to take it from")
-        if fitting:
-            spec = with_source_normalisation(spec)  # init_weights' own
+        # a resumed run takes every weight from its checkpoint: no pretrained file is read,
+        # and what was frozen holds the checkpoint's weights
+        resuming = fitting and self.resuming
+        if spec.get("init_weights") and not resuming:
+            spec = with_source_normalisation(spec)  # init_weights' own, in every stage
         self.hparams.model = spec
-        self.model = build_model(spec, trust=True)  # a config the user wrote
-        if fitting:
+        self.model = build_model(without_pretrained_files(spec) if resuming else spec,
+                                 trust=True)  # a config the user wrote
+        if fitting and not resuming:
             refuse_untrained_frozen(self.model)
             report = getattr(self.model, "init_report", None)
             if report is not None and self._trainer is not None and self.trainer.is_global_zero:

@@ -201,6 +201,7 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False)
     if training:
+        module.resuming = ckpt_path is not None
         trainer.fit(module, datamodule, ckpt_path=ckpt_path)
         ckpt_path = _best_checkpoint(trainer)
     metrics = {}
