@@ -11,10 +11,10 @@ import torch
 from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
 
 from detector import GeneralizedRCNN, load
-from detector.builders import fpn_rcnn
-from detector.fine_tune import class_specific, init_from, matched_classes, read_source
-from detector.parts import freeze
-from detector.torchvision_names import coco_class_names, torchvision_key
+from detector.modeling.builders import fpn_rcnn
+from detector.weights.fine_tune import class_specific, init_from, matched_classes, read_source
+from detector.modeling.parts import freeze
+from detector.weights.torchvision_names import coco_class_names, torchvision_key
 from tests.conftest import SPEC
 
 NAMES = ["__background__", "dog", "widget", "person"]  # COCO labels 18 and 1, one new
