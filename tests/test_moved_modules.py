@@ -4,6 +4,10 @@ the specification's table of moved modules; the old modules themselves are gone.
 
 import importlib
 import inspect
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +82,34 @@ def test_fine_tunings_default_normalisation_is_the_transforms():
     parameters = inspect.signature(ImageTransform).parameters
     assert fine_tune.TRANSFORM_MEAN == tuple(parameters["mean"].default)
     assert fine_tune.TRANSFORM_STD == tuple(parameters["std"].default)
+
+
+def _documented_modules() -> set[str]:
+    texts = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), ROOT / "benchmarks" / "README.md",
+             *(ROOT / "benchmarks").glob("*.py"), *(ROOT / "configs").rglob("*.yaml")]
+    return {m for path in texts for m in re.findall(r"python -m (detector[\w.]*)", path.read_text())}
+
+
+def test_every_python_m_command_the_docs_name_runs():
+    """Each ``python -m detector....`` the docs, benchmarks and configs name is a
+    module of this tree with a command line: ``--help`` answers (one process
+    runs them all, as ``python -m`` would)."""
+    modules = sorted(_documented_modules())
+    assert "detector.data.builders.coins" in modules  # the scan sees them
+    for module in modules:
+        assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), \
+            f"docs name python -m {module}, which this tree does not hold"
+    script = ("import runpy, sys\n"
+              "for module in sys.argv[1:]:\n"
+              "    sys.argv = [module, '--help']\n"
+              "    try:\n"
+              "        runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
+              "    except SystemExit as done:\n"
+              "        assert done.code == 0, (module, done.code)\n"
+              "    else:\n"
+              "        raise AssertionError(f'{module} --help did not answer')\n")
+    done = subprocess.run([sys.executable, "-c", script, *modules], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    for module in (m for m in modules if m.startswith("detector.data.builders.")):
+        assert f"usage: python -m {module} " in done.stdout, done.stdout  # its own parser
