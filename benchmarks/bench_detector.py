@@ -54,7 +54,7 @@ def build(which: str, size: int, weights: str, channels_last: bool):
                 lambda _, args: (args[0].contiguous(memory_format=torch.channels_last),))
         return model
     import detector
-    from detector.transform import ImageTransform
+    from detector.modeling.transform import ImageTransform
 
     model = detector.from_torchvision("maskrcnn_resnet50_fpn", state)
     model.transform = ImageTransform(size, int(size * 1333 / 800))

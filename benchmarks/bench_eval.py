@@ -28,7 +28,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from pycocotools.coco import COCO
 
-from detector.data.synthetic import make_synthetic_coco
+from detector.data.builders.synthetic import make_synthetic_coco
 from detector.evaluation import METRICS, evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

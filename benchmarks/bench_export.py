@@ -28,7 +28,7 @@ import torch
 from bench_predict import models
 from timing import median_seconds
 
-from detector.data.synthetic import make_synthetic_coco
+from detector.data.builders.synthetic import make_synthetic_coco
 from detector.export import ExportedDetector, export
 from detector.predict import _read, find_images
 

@@ -1,6 +1,6 @@
 """Batches grouped by orientation against mixed batches: the padding the
 model's batch carries and the training step time, on a COCO-format dataset
-(the coins data by default: ``python -m detector.data.coins data/coins``).
+(the coins data by default: ``python -m detector.data.builders.coins data/coins``).
 
     python benchmarks/bench_grouping.py [--root data/coins/coins-v1] [--epochs 20]
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from detector.builders import fpn_rcnn
-from detector.transform import ImageTransform
+from detector.modeling.builders import fpn_rcnn
+from detector.modeling.transform import ImageTransform
 from detector.training import CocoDataModule
 
 

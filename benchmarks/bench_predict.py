@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 
 import detector
-from detector.data.synthetic import make_synthetic_coco
+from detector.data.builders.synthetic import make_synthetic_coco
 from detector.predict import find_images, predict
-from detector.torchvision_compat import coco_class_names
-from detector.weights import read_state_dict
+from detector.loading.torchvision_compat import coco_class_names
+from detector.weights.files import read_state_dict
 
 
 class TorchvisionPredictor(torch.nn.Module):

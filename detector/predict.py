@@ -24,13 +24,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from .data.image_files import read_rgb
-from .drawing import draw
+from .visualization.drawing import draw
 from .evaluation import to_coco_results
 from .export import ExportedDetector
-from .loading import load
-from .rcnn import GeneralizedRCNN
-from .torchvision_compat import from_torchvision
-from .weights import read_state_dict
+from .loading.checkpoint import load
+from .modeling.rcnn import GeneralizedRCNN
+from .loading.torchvision_compat import from_torchvision
+from .weights.files import read_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ import pytorch_lightning as pl
 from detector.training import DetectionModule, SyntheticDataModule
 
 SPEC = {
-    "_target_": "detector.builders.fpn_rcnn", "num_classes": None, "depth": 18,
+    "_target_": "detector.modeling.builders.fpn_rcnn", "num_classes": None, "depth": 18,
     "backbone_width": 16, "norm": "bn", "trainable_stages": 5, "fpn_channels": 32,
     "representation_size": 64, "mask_channels": 32, "anchor_sizes": [16, 32, 64, 128, 256],
     "box_op": {"_target_": "ops.roi_align", "_partial_": True, "output_size": 7,
                "sampling_ratio": 2, "aligned": True},
-    "transform": {"_target_": "detector.transform.ImageTransform", "min_size": 96,
+    "transform": {"_target_": "detector.modeling.transform.ImageTransform", "min_size": 96,
                   "max_size": 128},
 }
 

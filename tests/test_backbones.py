@@ -12,8 +12,8 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detector.backbones import resnet as resnet_module
-from detector.backbones import (
+from detector.modeling.backbones import resnet as resnet_module
+from detector.modeling.backbones import (
     ResNetC4,
     ResNetC5,
     ResNetRes5Head,

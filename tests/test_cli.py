@@ -41,7 +41,7 @@ def test_fit_test_predict(tmp_path, monkeypatch):
             "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false",
             "--data.init_args.num_train=4", "--data.init_args.num_val=2",
             "--data.init_args.image_size=[96,128]", "--data.init_args.num_test=2",
-            '--model.model.transform={"_target_": "detector.transform.ImageTransform", '
+            '--model.model.transform={"_target_": "detector.modeling.transform.ImageTransform", '
             '"min_size": 96, "max_size": 128}',
             "--data.init_args.batch_size=2",
             "--model.warmup_steps=1"]

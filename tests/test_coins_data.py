@@ -16,7 +16,7 @@ from PIL import Image  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 
 from detector.data import CocoInstances  # noqa: E402
-from detector.data import coins  # noqa: E402
+from detector.data.builders import coins  # noqa: E402
 
 # pycocotools' decode under numpy 2, and torchvision's own image decoders: not ours.
 pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),

@@ -12,7 +12,7 @@ from PIL import Image
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from detector.curves import plot_curves, read_metrics
+from detector.visualization.curves import plot_curves, read_metrics
 from detector.training import DetectionModule, SyntheticDataModule
 from detector.training.pictures import PredictionPictures, fixed_indices
 

@@ -12,7 +12,7 @@ tested against torchvision in test_detector_loss_parity.py.
 import torch
 
 import detector
-from detector.transform import ImageTransform
+from detector.modeling.transform import ImageTransform
 
 # Produced on 2026-11-24 (CPU, torch 2.15); they agree to ~2e-5 across thread counts.
 GOLDEN_LOSSES = {"loss_rpn_objectness": 0.6954096, "loss_rpn_box": 0.0249294,

@@ -24,7 +24,7 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 import detector
-from detector.matching import BalancedSampler
+from detector.modeling.matching import BalancedSampler
 
 NUM_CLASSES = 5
 SIZE = (64, 80)  # the shorter side and the longer side cap: every image below has scale 1

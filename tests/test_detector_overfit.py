@@ -12,8 +12,8 @@ import torch
 
 import detector
 import ops
-from detector.matching import BalancedSampler
-from detector.transform import ImageTransform
+from detector.modeling.matching import BalancedSampler
+from detector.modeling.transform import ImageTransform
 from shapes import shapes_dataset
 
 OPS = {

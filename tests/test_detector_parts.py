@@ -10,11 +10,11 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops.poolers import LevelMapper
 
 import detector
-from detector.anchors import AnchorGenerator
-from detector.boxes import BoxCoder
-from detector.matching import BalancedSampler, Matcher
-from detector.poolers import pyramid_levels
-from detector.roi_heads.paste import paste_masks
+from detector.modeling.anchors import AnchorGenerator
+from detector.modeling.boxes import BoxCoder
+from detector.modeling.matching import BalancedSampler, Matcher
+from detector.modeling.poolers import pyramid_levels
+from detector.modeling.roi_heads.paste import paste_masks
 
 
 def _boxes(n, seed, size=300.0):

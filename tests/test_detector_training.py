@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import detector
-from detector.transform import ImageTransform
+from detector.modeling.transform import ImageTransform
 
 
 def _model(masks=True):

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from detector.spec import build_model
+from detector.loading.spec import build_model
 from detector.training import DetectionModule, SyntheticDataModule, TrainingDiverged, train
 
 from conftest import SPEC

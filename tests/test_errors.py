@@ -96,7 +96,7 @@ def test_starts_from_cocos_ap50_and_fixing_all_gives_one(tmp_path, iou_type):
     boxes, shifted masks, misses, false positives): the breakdown's AP50 is
     pycocotools' AP50, fixing everything gives 1, and fixing a cause never
     lowers the AP."""
-    from detector.data.synthetic import make_synthetic_coco
+    from detector.data.builders.synthetic import make_synthetic_coco
     from test_evaluation import noisy_results
 
     _, annotations = make_synthetic_coco(tmp_path, "val", num_images=12, image_size=(96, 128),

@@ -155,7 +155,7 @@ def test_backends_agree_on_a_validation_set(tmp_path):
     """faster-coco-eval against pycocotools on the synthetic validation images
     (six classes, objects of every size) with imperfect detections: every
     metric within 1e-4, for boxes and masks, on all images and on a subset."""
-    from detector.data.synthetic import make_synthetic_coco
+    from detector.data.builders.synthetic import make_synthetic_coco
 
     images, annotations = make_synthetic_coco(tmp_path, "val", num_images=30,
                                               image_size=(128, 160), seed=3)

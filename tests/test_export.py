@@ -26,7 +26,7 @@ import detector
 import ops
 from detector.export import ExportedDetector, export
 from detector.training import SyntheticDataModule
-from detector.transform import ImageTransform
+from detector.modeling.transform import ImageTransform
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -4,6 +4,7 @@ what does not fit is refused by name, frozen parts do not train, and a run
 started this way names the data's classes."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,10 @@ import torch
 from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
 
 from detector import GeneralizedRCNN, load
-from detector.builders import fpn_rcnn
-from detector.fine_tune import class_specific, init_from, matched_classes, read_source
-from detector.parts import freeze
-from detector.torchvision_names import coco_class_names, torchvision_key
+from detector.modeling.builders import fpn_rcnn
+from detector.weights.fine_tune import class_specific, init_from, matched_classes, read_source
+from detector.modeling.parts import freeze
+from detector.weights.torchvision_names import coco_class_names, torchvision_key
 from tests.conftest import SPEC
 
 NAMES = ["__background__", "dog", "widget", "person"]  # COCO labels 18 and 1, one new
@@ -227,3 +228,32 @@ def test_the_recorded_normalisation_is_the_models_in_any_stage(trained, tmp_path
     trainer.validate(module, data)
     assert module.model.transform.mean.flatten().tolist() == pytest.approx([0.5, 0.4, 0.3])
     assert module.hparams.model["transform"]["mean"] == [0.5, 0.4, 0.3]
+
+
+def test_the_older_layout_of_the_released_coco_files_loads_alike(coco_file, tmp_path):
+    """The COCO files torchvision released before 0.13 name the FPN's
+    convolutions inner_blocks.N.weight (no .0.): the same tensors load."""
+    path, state = coco_file
+    older = {re.sub(r"^(backbone\.fpn\.(?:inner|layer)_blocks\.\d+)\.0\.", r"\1.", k): v
+             for k, v in state.items()}
+    assert any(k == "backbone.fpn.inner_blocks.0.weight" for k in older)
+    old_path = tmp_path / "older.pth"
+    torch.save(older, old_path)
+    new, old = read_source(path), read_source(old_path)
+    assert new.state.keys() == old.state.keys()
+    assert all(torch.equal(new.state[k], old.state[k]) for k in new.state)
+
+
+def test_c4_res5_frozen_as_the_mask_head_holds_imagenet_weights(tmp_path):
+    """C4's mask head is the box head's res5 (one module, two names): loaded
+    from backbone_weights under either name, freezing it is not refused."""
+    import torchvision
+
+    from detector.modeling.builders import c4_rcnn
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    for part in ("box_head", "mask_head"):
+        model = c4_rcnn(3, depth=18, backbone_weights=str(weights), freeze=[part])
+        assert model.untrained_frozen == [], part
+        assert not any(p.requires_grad for p in model.roi_heads.box_branch.head.parameters())

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import detector
-from detector.data.synthetic import make_synthetic_coco
+from detector.data.builders.synthetic import make_synthetic_coco
 
 BIN = Path(sys.executable).parent
 # the shapes of conftest.SPEC's model, through the default config's groups

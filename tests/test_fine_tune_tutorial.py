@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from detector.data.synthetic import make_synthetic_coco
+from detector.data.builders.synthetic import make_synthetic_coco
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "fine-tuning.md"

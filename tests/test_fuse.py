@@ -9,7 +9,7 @@ import torch
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 import detector
-from detector.fuse import fold_batchnorm
+from detector.modeling.fuse import fold_batchnorm
 
 from detections import match
 

@@ -15,7 +15,7 @@ pytest.importorskip("skimage")
 from pycocotools.coco import COCO  # noqa: E402
 
 from detector.data import CocoInstances  # noqa: E402
-from detector.data import galaxies  # noqa: E402
+from detector.data.builders import galaxies  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
 

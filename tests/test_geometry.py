@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 import ops
-from detector.rcnn import GeneralizedRCNN
+from detector.modeling.rcnn import GeneralizedRCNN
 from detector.training import DetectionModule, SyntheticDataModule
-from detector.transform import ImageTransform
+from detector.modeling.transform import ImageTransform
 
 PATCH = 112  # mask patch size: fine enough for IoU > 0.95 after pasting
 

@@ -6,7 +6,7 @@ already normalized one), non-finite values, an empty image."""
 import pytest
 import torch
 
-from detector.spec import build_model
+from detector.loading.spec import build_model
 
 from conftest import SPEC
 

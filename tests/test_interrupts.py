@@ -11,7 +11,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-import detector.data.synthetic as synthetic
+import detector.data.builders.synthetic as synthetic
 from detector.training import train
 
 from test_train_entry import _cfg, _final_state

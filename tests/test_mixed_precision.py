@@ -16,12 +16,12 @@ from torchvision.models.detection import _utils as tv_utils
 from torchvision.ops.poolers import LevelMapper
 
 import detector
-import detector.poolers
-from detector.boxes import BoxCoder
-from detector.poolers import Pooler, pyramid_levels
-from detector.roi_heads.paste import paste_masks
+import detector.modeling.poolers
+from detector.modeling.boxes import BoxCoder
+from detector.modeling.poolers import Pooler, pyramid_levels
+from detector.modeling.roi_heads.paste import paste_masks
 from detector.training import DetectionModule, SyntheticDataModule
-from detector.transform import ImageTransform
+from detector.modeling.transform import ImageTransform
 
 from conftest import SPEC
 
@@ -127,8 +127,8 @@ def _recorded_training_pass(model, image, target, fixed, dtype, monkeypatch):
                         lambda labels: (seen["rpn_labels"].extend(labels), rpn_sampler(labels))[1])
     monkeypatch.setattr(model.rpn.box_coder, "encode",
                         record("rpn_targets", model.rpn.box_coder.encode))
-    monkeypatch.setattr(detector.poolers, "pyramid_levels",
-                        record("levels", detector.poolers.pyramid_levels))
+    monkeypatch.setattr(detector.modeling.poolers, "pyramid_levels",
+                        record("levels", detector.modeling.poolers.pyramid_levels))
     for pooler in (model.roi_heads.box_pooler, model.roi_heads.mask_pooler):
         op = pooler.op
         monkeypatch.setattr(pooler, "op", lambda x, rois, op=op, **kw: (

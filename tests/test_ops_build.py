@@ -42,7 +42,8 @@ def test_importing_compiles_nothing(tmp_path):
     """import ops / detector and the tools that need no kernel (report, explain)
     neither compile nor load the kernels, even on a machine with no build yet."""
     cache = tmp_path / "cache"
-    done = _python("import ops, detector, detector.report, ops.explain, ops.reference\n"
+    done = _python("import ops, detector, detector.visualization.report, ops.explain, "
+                   "ops.reference\n"
                    "from ops import _build\n"
                    "assert not _build.is_loaded()\n"
                    "print('ok')", cache)

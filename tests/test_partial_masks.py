@@ -14,7 +14,7 @@ from torchvision.io import write_png
 from conftest import SPEC
 from detector.data.coco import CocoInstances, detection_transforms
 from detector.evaluation import evaluate
-from detector.spec import build_model
+from detector.loading.spec import build_model
 
 SQUARE = [[10, 5, 20, 5, 20, 15, 10, 15]]
 

@@ -122,7 +122,7 @@ def test_class_means_are_the_overall_ap_on_a_validation_set(tmp_path, backend):
     detections: the mean of the per-class APs over the classes with ground
     truth is COCO's AP (and likewise AR100), for boxes and masks; each row
     agrees with pycocotools' precision and recall arrays."""
-    from detector.data.synthetic import make_synthetic_coco
+    from detector.data.builders.synthetic import make_synthetic_coco
     from test_evaluation import noisy_results
 
     _, annotations = make_synthetic_coco(tmp_path, "val", num_images=12, image_size=(96, 128),

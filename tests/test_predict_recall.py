@@ -20,7 +20,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from detector.data.synthetic import make_synthetic_coco
+from detector.data.builders.synthetic import make_synthetic_coco
 
 from conftest import LEARNED_IMAGE_SIZE as IMAGE_SIZE
 from conftest import LEARNED_STEPS as STEPS

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import detector
-from detector.data.synthetic import make_synthetic_coco
+from detector.data.builders.synthetic import make_synthetic_coco
 from detector.training import CocoDataModule, DetectionModule
 
 from conftest import LEARNED_IMAGE_SIZE

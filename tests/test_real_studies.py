@@ -14,13 +14,14 @@ from test_configs import CONFIGS, _compose
 
 STUDIES = {
     "real_roi_ops_c4": ({"seed": ["0", "1", "2"], "data": ["coins", "galaxies"],
-                         "roi_op": ["pool", "warp_max", "align_avg"]}, "detector.builders.c4_rcnn"),
+                         "roi_op": ["pool", "warp_max", "align_avg"]},
+                        "detector.modeling.builders.c4_rcnn"),
     "real_roi_ops_fpn": ({"seed": ["0", "1", "2"], "data": ["coins", "galaxies"],
                           "roi_op": ["pool", "warp_max", "align_avg"]},
-                         "detector.builders.fpn_rcnn"),
+                         "detector.modeling.builders.fpn_rcnn"),
     "real_augment": ({"seed": ["0", "1"], "data": ["coins", "galaxies"],
                       "augment": ["flip", "photometric", "crop", "lsj"]},
-                     "detector.builders.fpn_rcnn"),
+                     "detector.modeling.builders.fpn_rcnn"),
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.report import find_runs, group, markdown, report
+from detector.visualization.report import find_runs, group, markdown, report
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = str(Path(sys.executable).parent / "rcnn-report")  # the installed command

@@ -5,7 +5,7 @@ Pooling, classes by their gain; against numbers computed by hand."""
 import json
 from pathlib import Path
 
-from detector.report import find_runs, group, markdown, report
+from detector.visualization.report import find_runs, group, markdown, report
 
 
 def write_run(folder: Path, roi_op: str, seed: int, classes: dict, ar100: float) -> None:

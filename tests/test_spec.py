@@ -1,4 +1,4 @@
-"""detector.spec: a model built from its specification without Hydra, the same
+"""detector.loading.spec: a model built from its specification without Hydra, the same
 as Hydra builds it, and a specification from a file cannot run arbitrary code."""
 
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import SPEC
-from detector.spec import build_model, instantiate
+from detector.loading.spec import build_model, instantiate
 
 
 def _spec():
@@ -45,9 +45,9 @@ def test_targets_outside_the_project_are_refused(target):
 
 
 def test_unknown_target_and_keys_are_named():
-    with pytest.raises(ValueError, match="_target_ detector.builders.no_such_builder: cannot "
-                                         "import"):
-        build_model({"_target_": "detector.builders.no_such_builder"})
+    with pytest.raises(ValueError, match="_target_ detector.modeling.builders.no_such_builder: "
+                                         "cannot import"):
+        build_model({"_target_": "detector.modeling.builders.no_such_builder"})
     with pytest.raises(ValueError, match=r"unsupported specification keys \['_recursive_'\]"):
         build_model({**_spec(), "_recursive_": False})
     with pytest.raises(ValueError, match="needs '_target_'"):

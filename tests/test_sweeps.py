@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from detector.cli import RUN_DIRNAME_MAX, run_dirname
-from detector.data.folders import publish_folder
+from detector.data.publishing import publish_folder
 from detector.training import own_run, resume
 from detector.training.interrupt import requeue_signal
 from detector.training.own_run import needs_own_run

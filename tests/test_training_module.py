@@ -14,7 +14,7 @@ from torchvision.io import write_png
 
 import detector
 from detector.training import CocoDataModule, DetectionModule, warmup_then_decay
-from detector.transform import ImageTransform
+from detector.modeling.transform import ImageTransform
 from shapes import shapes_dataset
 
 

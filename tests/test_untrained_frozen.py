@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detector.backbones import frozen_without_weights
-from detector.spec import build_model
+from detector.modeling.backbones import frozen_without_weights
+from detector.loading.spec import build_model
 from detector.training import DetectionModule, SyntheticDataModule
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -94,11 +94,11 @@ def test_the_coco_recipe_without_weights_is_refused_before_training(tmp_path):
     assert _Counting.steps == 0
 
 
-R18 = {"_target_": "detector.builders.fpn_rcnn", "num_classes": None, "depth": 18,
+R18 = {"_target_": "detector.modeling.builders.fpn_rcnn", "num_classes": None, "depth": 18,
        "norm": "frozen_bn", "trainable_stages": 3, "fpn_channels": 32,
        "representation_size": 64, "mask_channels": 32,
        "anchor_sizes": [16, 32, 64, 128, 256],
-       "transform": {"_target_": "detector.transform.ImageTransform", "min_size": 64,
+       "transform": {"_target_": "detector.modeling.transform.ImageTransform", "min_size": 64,
                      "max_size": 80}}
 
 

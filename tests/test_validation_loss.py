@@ -6,7 +6,7 @@ every validation beside the APs."""
 import pytorch_lightning as pl
 import torch
 
-from detector.spec import build_model
+from detector.loading.spec import build_model
 from detector.training import DetectionModule, SyntheticDataModule
 
 from conftest import SPEC

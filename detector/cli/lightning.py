@@ -21,7 +21,7 @@ from importlib.resources import files
 from pytorch_lightning.cli import LightningCLI
 
 from ..training import CocoDataModule, DetectionModule, TrainingDiverged
-from ..spec import without_pretrained_files
+from ..loading.spec import without_pretrained_files
 from ..training.checkpoint_model import (
     CLASS_KEYS,
     explicit_changes,

@@ -1,5 +1,5 @@
-"""rcnn-report: the table and chart of a study's runs (see detector.report), or
-with --curves a run's learning curves (see detector.curves). Reads results.json
+"""rcnn-report: the table and chart of a study's runs (see detector.visualization.report), or
+with --curves a run's learning curves (see detector.visualization.curves). Reads results.json
 files and logs only: compiles nothing, trains nothing."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import report as report_module
-from ..curves import plot_curves
-from ..report import report
+from ..visualization import report as report_module
+from ..visualization.curves import plot_curves
+from ..visualization.report import report
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,8 +2,8 @@
 and Pascal VOC folders."""
 
 from .coco import CocoInstances, collate, detection_transforms
-from .synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
-from .synthetic import make_synthetic_coco
+from .builders.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
+from .builders.synthetic import make_synthetic_coco
 from .voc import VOC_CLASSES, VocInstances
 
 __all__ = ["CocoInstances", "collate", "detection_transforms", "SYNTHETIC_CATEGORIES",

@@ -13,7 +13,7 @@ from pycocotools.coco import COCO
 from torchvision.io import write_png
 from torchvision.utils import draw_bounding_boxes
 
-from ..drawing import fit_within, grid
+from ..visualization.drawing import fit_within, grid
 from .confusion import match_image
 from .matching import images
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..rcnn import GeneralizedRCNN
+from ..modeling.rcnn import GeneralizedRCNN
 from .graph import metadata, trace
 
 FORMATS = ("pt2", "onnx")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..rcnn import GeneralizedRCNN
+from ..modeling.rcnn import GeneralizedRCNN
 
 # The image sizes an exported program takes (either side, in pixels).
 MIN_SIDE, MAX_SIDE = 16, 8192

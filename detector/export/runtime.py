@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..transform import ImageTransform
+from ..modeling.transform import ImageTransform
 from .formats import METADATA_KEY
 from .graph import MAX_SIDE, MIN_RESIZED_SIDE, MIN_SIDE
 

@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..spec import PRETRAINED_FILE_KEYS, without_pretrained_files
-from ..weights import read_checkpoint
+from ..loading.spec import PRETRAINED_FILE_KEYS, without_pretrained_files
+from ..weights.files import read_checkpoint
 
 log = logging.getLogger(__name__)
 

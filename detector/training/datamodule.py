@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from ..data.coco import CocoInstances, collate, detection_transforms
 from ..data.categories import Categories
 from ..data.instances import MaskCounts
-from ..data.synthetic import make_synthetic_coco
+from ..data.builders.synthetic import make_synthetic_coco
 from ..data.voc import VocInstances
 from .grouping import GroupedBatchSampler, orientation_groups
 from .repeat_factor import RepeatFactorSampler, repeat_factors

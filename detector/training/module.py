@@ -17,9 +17,9 @@ from torch import nn
 
 from ..data.categories import Categories
 from ..evaluation import BACKENDS, evaluate_per_class, to_coco_results
-from ..fine_tune import with_source_normalisation
-from ..rcnn import GeneralizedRCNN
-from ..spec import build_model, without_pretrained_files
+from ..weights.fine_tune import with_source_normalisation
+from ..modeling.rcnn import GeneralizedRCNN
+from ..loading.spec import build_model, without_pretrained_files
 from .datamodule import check_masks_for_mask_model
 from .divergence import (
     TrainingDiverged,
@@ -92,7 +92,7 @@ class DetectionModule(pl.LightningModule):
     """Trains and evaluates a GeneralizedRCNN.
 
     Args:
-        model: the detector, or its specification (see detector.spec). A
+        model: the detector, or its specification (see detector.loading.spec). A
             specification whose ``num_classes`` / ``class_names`` are None gets
             them from the datamodule when training starts (configure_model);
             it is saved in the checkpoints' hyperparameters.

@@ -1,5 +1,5 @@
 """The small real-photo datasets that scripts here build from pictures scikit-image
-ships (coins: detector.data.coins; galaxies: detector.data.galaxies), as a
+ships (coins: detector.data.builders.coins; galaxies: detector.data.builders.galaxies), as a
 datamodule that writes them once under a folder: what the real-image studies
 (configs/data/coins.yaml, galaxies.yaml) train on without a separate step."""
 
@@ -13,9 +13,9 @@ PHOTO_DATASETS = ("coins", "galaxies")
 def build_photo_dataset(name: str, root: str) -> dict:
     """Writes (once) dataset ``name`` under ``root``; returns its COCO splits."""
     if name == "coins":
-        from ..data.coins import make_coins_coco as make
+        from ..data.builders.coins import make_coins_coco as make
     elif name == "galaxies":
-        from ..data.galaxies import make_galaxies_coco as make
+        from ..data.builders.galaxies import make_galaxies_coco as make
     else:
         raise ValueError(f"data.name must be one of {', '.join(PHOTO_DATASETS)}, got {name!r}")
     return {split: {"images": str(images), "annotations": str(annotations)}

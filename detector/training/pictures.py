@@ -14,7 +14,7 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from torchvision.io import write_png
 
-from ..drawing import draw, fit_within, grid, to_uint8
+from ..visualization.drawing import draw, fit_within, grid, to_uint8
 
 log = logging.getLogger(__name__)
 

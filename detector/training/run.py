@@ -13,7 +13,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..curves import plot_curves
+from ..visualization.curves import plot_curves
 from ..evaluation import format_table
 from ..evaluation.detections import write_json
 from ..evaluation.outputs import report_text, write_outputs

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..backbones import frozen_without_weights
+from ..modeling.backbones import frozen_without_weights
 
 
 def refuse_untrained_frozen(model: nn.Module) -> None:
     """Training a model built from a specification: a backbone that froze
     layers (stages, BatchNorm) with no ``backbone_weights`` to freeze could
-    never learn them (detector.backbones.frozen_without_weights), so the run
+    never learn them (detector.modeling.backbones.frozen_without_weights), so the run
     is refused before its first step, naming the settings that fix it."""
     frozen = frozen_without_weights(model)
     if frozen:

@@ -10,7 +10,7 @@ command-line overrides set apart from the seed, and writes
   the ROI Pooling run that agrees on every other setting); with the same seeds
   on both sides the difference is paired, seed by seed;
 - the recall (AR) of each variant, and the per-class AP of each variant with
-  its gain over its baseline, classes by their gain (detector.report_classes);
+  its gain over its baseline, classes by their gain (detector.visualization.report_classes);
 - a bar chart (PNG) of the AP means and standard deviations.
 
 Both go into ``--output`` (default: the first folder) as ``report.md`` and

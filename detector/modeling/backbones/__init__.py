@@ -1,6 +1,6 @@
 """Backbones (image -> named feature maps) and the ROI box heads cut from the same networks."""
 
-from ..weights import load_local_weights
+from ...weights.files import load_local_weights
 from .fpn import ResNetFPN
 from .frozen import freeze_batchnorm, freeze_stages, frozen_without_weights
 from .resnet import ResNetC4, ResNetC5, ResNetRes5Head

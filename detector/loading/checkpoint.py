@@ -1,5 +1,5 @@
 """A ready model from one of this project's checkpoints: ``detector.load(path)``.
-Needs neither Lightning nor Hydra (detector.spec builds the model)."""
+Needs neither Lightning nor Hydra (detector.loading.spec builds the model)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Mapping
 
 import torch
 
-from .rcnn import GeneralizedRCNN
+from ..modeling.rcnn import GeneralizedRCNN
 from .spec import build_model, without_pretrained_files
-from .weights import load_fitting, read_checkpoint
+from ..weights.files import load_fitting, read_checkpoint
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
@@ -26,7 +26,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
     ``{"score_thresh": 0.3}``; see GeneralizedRCNN.configure_inference); None
     values there keep the checkpoint's. ``trust=True`` lets a specification
     whose builder is outside this project's packages be built (see
-    detector.spec)."""
+    detector.loading.spec)."""
     checkpoint = read_checkpoint(path)
     spec = checkpoint.get("hyper_parameters", {}).get("model")
     if not isinstance(spec, Mapping) or spec.get("num_classes") is None:
@@ -39,7 +39,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
         if overrides:
             current = dict(spec.get(key) or {})
             if key == "transform":
-                current.setdefault("_target_", "detector.transform.ImageTransform")
+                current.setdefault("_target_", "detector.modeling.transform.ImageTransform")
             spec[key] = {**current, **overrides}
     model = build_model(spec, trust=trust)
     prefix = "model."

@@ -10,6 +10,8 @@ import re
 _RENAMES = [
     (r"^backbone\.body\.(conv1|bn1)\.", r"backbone.body.stem.\1."),
     (r"^rpn\.head\.conv\.(0\.0\.)?", "rpn.head.conv."),
+    # the FPN's 1x1 and 3x3 convolutions before torchvision 0.13 wrapped them (blocks.N.0.)
+    (r"^(backbone\.fpn\.(?:inner|layer)_blocks\.\d+)\.(weight|bias)$", r"\1.0.\2"),
     (r"^rpn\.head\.cls_logits\.", "rpn.head.objectness."),
     (r"^rpn\.head\.bbox_pred\.", "rpn.head.deltas."),
     (r"^roi_heads\.box_head\.", "roi_heads.box_branch.head."),

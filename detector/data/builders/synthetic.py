@@ -25,7 +25,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from .folders import publish_folder
+from ..publishing import publish_folder
 
 CATEGORIES = ("circle", "rectangle", "triangle", "ellipse", "star", "ring")
 OBJECT_SIZES = ("small", "medium", "large", "mixed")

@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.models import resnet18, resnet34, resnet50, resnet101
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from ..weights import load_local_weights
+from ...weights.files import load_local_weights
 from .frozen import freeze_batchnorm, freeze_stages
 
 _RESNETS = {18: resnet18, 34: resnet34, 50: resnet50, 101: resnet101}

@@ -3,7 +3,7 @@
 The source is a torchvision ``fasterrcnn_resnet50_fpn`` /
 ``maskrcnn_resnet50_fpn`` state dict (e.g. the COCO_V1 files) or a checkpoint
 of this project. Every tensor of the model whose name (after torchvision's
-renaming, detector.torchvision_compat) and shape match the source's is loaded.
+renaming, detector.loading.torchvision_compat) and shape match the source's is loaded.
 The class-specific layers (box classifier, per-class box regression, per-class
 mask logits) keep their fresh initialisation for the model's classes, except
 the rows of classes the source knows by the same name (``class_map="auto"``:
@@ -19,7 +19,6 @@ whose ``table()`` says it with names.
 from __future__ import annotations
 
 import fnmatch
-import inspect
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 
 from .torchvision_names import coco_class_names, torchvision_key
-from .weights import load_plain
+from .files import load_plain
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +68,12 @@ class Source:
     std: tuple[float, ...] | None = None
 
 
-def _transform_defaults() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from .transform import ImageTransform
-
-    parameters = inspect.signature(ImageTransform).parameters
-    return tuple(parameters["mean"].default), tuple(parameters["std"].default)
-
-
 # torchvision's detection models normalise with ImageNet's statistics
 TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# what a checkpoint's transform without mean / std used: ImageTransform's
+# defaults (written out here, since weights/ sits below the models; a test
+# checks that they agree)
+TRANSFORM_MEAN, TRANSFORM_STD = TORCHVISION_MEAN, TORCHVISION_STD
 
 
 def read_source(path: str | os.PathLike) -> Source:
@@ -118,7 +114,7 @@ def _from_checkpoint(path: str, checkpoint: Mapping) -> Source:
         raise ValueError(f"model.init_weights={path}: the checkpoint holds no model.* weights")
     spec = (checkpoint.get("hyper_parameters") or {}).get("model")
     spec = spec if isinstance(spec, Mapping) else {}
-    mean, std = _transform_defaults()
+    mean, std = TRANSFORM_MEAN, TRANSFORM_STD
     transform = spec.get("transform") or {}
     mean = tuple(float(v) for v in transform.get("mean", mean))
     std = tuple(float(v) for v in transform.get("std", std))
@@ -207,8 +203,10 @@ class InitReport:
                 lines.extend(f"    {key}" for key in keys)
         carried = [f"{n} (source label {s})" for t, s, n in self.classes_carried if t > 0]
         if self.class_specific:
-            lines.append("  class rows carried over by name (and the background's): " + (
-                ", ".join(carried) if carried else "none"))
+            background = any(t == 0 for t, _, _ in self.classes_carried)
+            lines.append("  class rows carried over by name: "
+                         + (", ".join(carried) if carried else "none")
+                         + ("; the background's row too" if background else ""))
         if self.normalisation is not None:
             mean, std = self.normalisation
             lines.append(f"  normalisation kept from the source: mean {list(mean)}, "
@@ -334,7 +332,8 @@ def with_source_normalisation(spec: Mapping) -> dict:
     normalisation = normalisation_of(path) if path else None
     if normalisation is None:
         return spec
-    transform = dict(spec.get("transform") or {"_target_": "detector.transform.ImageTransform"})
+    transform = dict(spec.get("transform")
+                     or {"_target_": "detector.modeling.transform.ImageTransform"})
     for key, value in zip(("mean", "std"), normalisation):
         given = transform.get(key)
         if given is not None and [float(v) for v in given] != [float(v) for v in value]:

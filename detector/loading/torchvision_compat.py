@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import torch
 
-from .builders import fpn_rcnn
-from .rcnn import GeneralizedRCNN
-from .torchvision_names import coco_class_names, torchvision_key
+from ..modeling.builders import fpn_rcnn
+from ..modeling.rcnn import GeneralizedRCNN
+from ..weights.torchvision_names import coco_class_names, torchvision_key
 
 ARCHITECTURES = {"fasterrcnn_resnet50_fpn": False, "maskrcnn_resnet50_fpn": True}
 

@@ -40,7 +40,7 @@ def freeze(model: nn.Module, parts: Sequence[str],
            pretrained: Iterable[str] | None = None) -> list[tuple[str, str]]:
     """Freezes ``parts`` of ``model`` (see the module's docstring). Returns
     what was frozen at its random initialisation, as (what, the setting that
-    trains it instead) pairs for detector.backbones.frozen_without_weights:
+    trains it instead) pairs for detector.modeling.backbones.frozen_without_weights:
     a part any of whose tensors is not among ``pretrained`` (the names of the
     tensors loaded from a file; None: none were)."""
     if isinstance(parts, str):

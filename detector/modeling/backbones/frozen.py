@@ -1,6 +1,6 @@
 """Helpers shared by the backbones: frozen BatchNorm and frozen stages, and
 what a backbone froze with no pretrained weights to freeze. (Their ImageNet
-weights are read by detector.weights.)"""
+weights are read by detector.weights.files.)"""
 
 from collections.abc import Sequence
 

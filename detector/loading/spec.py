@@ -1,16 +1,21 @@
 """A detector from its specification, the dict every checkpoint keeps.
 
 A specification is a Hydra-style dict: ``_target_`` names a builder (e.g.
-``detector.builders.fpn_rcnn``) and the other keys are its arguments; nested
+``detector.modeling.builders.fpn_rcnn``) and the other keys are its arguments; nested
 dicts with a ``_target_`` are built first (the ROI operators as
 ``{"_target_": "ops.roi_align", "_partial_": True, ...}``, the transform as
-``{"_target_": "detector.transform.ImageTransform", ...}``). Building one needs
+``{"_target_": "detector.modeling.transform.ImageTransform", ...}``). Building one needs
 neither Hydra nor Lightning, so ``detector.load`` works without them.
 
 A checkpoint is data, and its specification must not run arbitrary code: only
 targets in this project's packages (``detector``, ``ops``) and ``torch`` are
 built unless the caller trusts the specification (``trust=True``: a config the
 user wrote, or a checkpoint whose builder lives in the user's own package).
+
+Checkpoints written before detector/ was laid out by role name the old module
+paths (``detector.builders.fpn_rcnn``, ``detector.transform.ImageTransform``,
+``detector.backbones.ResNetC4``): ``MOVED_MODULES`` says where each went, and
+``locate`` follows it, so those checkpoints load with no copy of the old modules.
 """
 
 from __future__ import annotations
@@ -20,23 +25,44 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from .rcnn import GeneralizedRCNN
+from ..modeling.rcnn import GeneralizedRCNN
 
 TRUSTED_PACKAGES = ("detector", "ops", "torch")
 _KEYS = ("_target_", "_partial_")
 
+# old module -> the module it became (a package's submodules follow it); only the
+# modules whose objects a model specification can name
+MOVED_MODULES = {
+    **{f"detector.{name}": f"detector.modeling.{name}"
+       for name in ("anchors", "backbones", "boxes", "builders", "fuse", "matching", "parts",
+                    "poolers", "rcnn", "roi_heads", "rpn", "transform")},
+    "detector.validation": "detector.modeling.checks",
+}
+
+
+def current_path(target: str) -> str:
+    """``target`` with a module that has moved (see MOVED_MODULES) replaced by
+    its new place: ``detector.builders.fpn_rcnn`` ->
+    ``detector.modeling.builders.fpn_rcnn``; other paths are returned as given."""
+    module, _, attribute = target.rpartition(".")
+    for old, new in MOVED_MODULES.items():
+        if module == old or module.startswith(old + "."):
+            return f"{new}{module[len(old):]}.{attribute}"
+    return target
+
 
 def locate(target: str, *, trust: bool = False) -> Any:
-    """The object a dotted path names (``package.module.name``)."""
+    """The object a dotted path names (``package.module.name``; an old path of a
+    moved module is followed, see current_path)."""
     if not isinstance(target, str) or "." not in target:
-        raise ValueError(f"_target_ must be a dotted path such as detector.builders.fpn_rcnn, "
-                         f"got {target!r}")
+        raise ValueError("_target_ must be a dotted path such as "
+                         f"detector.modeling.builders.fpn_rcnn, got {target!r}")
     if not trust and target.split(".")[0] not in TRUSTED_PACKAGES:
         raise ValueError(
             f"_target_ {target} is outside {', '.join(TRUSTED_PACKAGES)}: a model "
             "specification from a file only builds this project's parts; pass trust=True "
             "(detector.load(..., trust=True)) if you wrote it")
-    module_name, _, attribute = target.rpartition(".")
+    module_name, _, attribute = current_path(target).rpartition(".")
     try:
         return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from ..weights import load_local_weights
+from ...weights.files import load_local_weights
 from .frozen import freeze_stages
 
 # Index in torchvision's vgg16().features where each conv block starts, and

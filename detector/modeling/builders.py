@@ -11,7 +11,7 @@ from torch import nn
 import ops
 
 from .anchors import AnchorGenerator
-from .fine_tune import init_from, read_source, use_normalisation
+from ..weights.fine_tune import init_from, read_source, use_normalisation
 from .parts import freeze as freeze_parts
 from .backbones import ResNetC4, ResNetC5, ResNetFPN, ResNetRes5Head, VGG16BoxHead, VGG16Conv5
 from .poolers import Pooler, RoIOp
@@ -72,9 +72,9 @@ def fpn_rcnn(num_classes: int, *, masks: bool = True, depth: int = 50,
     convolutions in NHWC memory format (GeneralizedRCNN.set_channels_last).
     ``init_weights`` starts the model from a trained detector (a torchvision
     state dict or a checkpoint of this project; ``init_skip``,
-    ``init_class_map``: see detector.fine_tune.init_from), keeping the
+    ``init_class_map``: see detector.weights.fine_tune.init_from), keeping the
     normalisation its weights expect; ``freeze`` names parts that do not
-    train (see detector.parts)."""
+    train (see detector.modeling.parts)."""
     if len(anchor_sizes) != len(FPN_ANCHOR_SIZES):
         raise ValueError(f"anchor_sizes needs one size per level P2-P6 "
                          f"({len(FPN_ANCHOR_SIZES)}), got {list(anchor_sizes)}")
@@ -108,7 +108,8 @@ def _finish(model: GeneralizedRCNN, init_weights: str | None, init_skip: Sequenc
     (the report goes to ``model.init_report``), the frozen parts, the
     inference settings and the memory format."""
     pretrained = set()
-    for name, module in model.named_modules():  # ImageNet weights (backbone_weights)
+    # every name of a shared module (C4's res5 is the box head's and the mask head's)
+    for name, module in model.named_modules(remove_duplicate=False):  # backbone_weights
         if getattr(module, "pretrained_from", None):
             pretrained.update(f"{name}.{k}" if name else k for k in module.state_dict())
     model.init_report = None
@@ -118,7 +119,7 @@ def _finish(model: GeneralizedRCNN, init_weights: str | None, init_skip: Sequenc
         report.normalisation = use_normalisation(model, source)
         model.init_report = report
         pretrained.update(report.loaded)
-        for name, module in model.named_modules():  # frozen layers that now hold weights
+        for name, module in model.named_modules(remove_duplicate=False):  # frozen, now loaded
             keys = [f"{name}.{k}" for k in module.state_dict()
                     if not k.endswith("num_batches_tracked")]
             if getattr(module, "untrained_frozen", None) and all(k in pretrained for k in keys):

@@ -2,7 +2,7 @@
 picture (303x384 grayscale), segmented once by classical means and written as COCO json.
 
 scikit-image is needed only to build the dataset (``pip install scikit-image``); it is imported
-inside the functions, so ``import detector.data.coins`` works without it.
+inside the functions, so ``import detector.data.builders.coins`` works without it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from .folders import publish_folder
+from ..publishing import publish_folder
 
 # The background's brightness runs from ~120 (top left) to ~35 (bottom middle), and the coins of
 # the bottom row average ~130, so no global threshold separates them (the tutorial's <30 / >150
@@ -299,7 +299,7 @@ def draw_overlay(path: str | os.PathLike, photo: np.ndarray | None = None,
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m detector.data.coins",
+    parser = argparse.ArgumentParser(prog="python -m detector.data.builders.coins",
                                      description="Write the coins dataset (COCO json + images).")
     parser.add_argument("out_dir", help="folder to write coins-v*/{train,val} under")
     parser.add_argument("--overlay", metavar="PNG", help="also draw the segmentation here")

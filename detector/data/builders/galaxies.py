@@ -5,7 +5,7 @@ RGB), segmented by a threshold and written as COCO json with RLE masks.
 Where the coins are a few large objects (about 1,100-4,000 pixels each, COCO's "medium"),
 these are many small ones: a median of about 80 pixels, nearly all below COCO's 32x32 "small"
 limit, the case where ROI Align is expected to matter most. scikit-image is needed only to
-build the dataset; ``import detector.data.galaxies`` works without it.
+build the dataset; ``import detector.data.builders.galaxies`` works without it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from .folders import publish_folder
+from ..publishing import publish_folder
 
 SMOOTHING = 1.0  # sigma (pixels) of the Gaussian blur before the threshold: noise, not shape
 # brightness (0-1) above which a pixel belongs to a source: the brightest of its three channels,
@@ -201,7 +201,7 @@ def draw_overlay(path: str | os.PathLike, photo: np.ndarray | None = None,
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m detector.data.galaxies",
+    parser = argparse.ArgumentParser(prog="python -m detector.data.builders.galaxies",
                                      description="Write the galaxies dataset (COCO json + images).")
     parser.add_argument("out_dir", help="folder to write galaxies-v*/{train,val} under")
     parser.add_argument("--overlay", metavar="PNG", help="also draw the segmentation here")

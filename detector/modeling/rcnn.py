@@ -12,7 +12,7 @@ from torch.nn.modules.dropout import _DropoutNd
 from .roi_heads import ROIHeads
 from .rpn import RegionProposalNetwork
 from .transform import ImageTransform
-from .validation import check_images, check_targets
+from .checks import check_images, check_targets
 
 
 class GeneralizedRCNN(nn.Module):
@@ -101,7 +101,7 @@ class GeneralizedRCNN(nn.Module):
 
     def fuse(self) -> GeneralizedRCNN:
         """For inference only: folds every BatchNorm that follows a convolution
-        into it (detector.fuse; the same detections to float rounding, fewer
+        into it (detector.modeling.fuse; the same detections to float rounding, fewer
         layers). The model goes to eval mode and can no longer be trained or
         load a state dict saved unfused. Returns the model."""
         from .fuse import fold_batchnorm
