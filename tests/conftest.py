@@ -1,9 +1,18 @@
 """Shared fixtures."""
 
+import os
+
 import pytest
 import pytorch_lightning as pl
+import torch
 
 from detector.training import DetectionModule, SyntheticDataModule
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n N: each worker (and the commands it runs) takes one core's share
+    threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
 
 SPEC = {
     "_target_": "detector.modeling.builders.fpn_rcnn", "num_classes": None, "depth": 18,

@@ -38,6 +38,7 @@ HELP = {
 }
 
 
+@pytest.mark.slow  # CI's wheel smoke runs every command outside the checkout
 def test_every_command_answers_help(tmp_path):
     running = {name: subprocess.Popen([str(BIN / name), "--help"], cwd=tmp_path, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -44,8 +44,10 @@ def _without_subpixel_masks(detections: dict) -> dict:
     return {**detections, "masks": masks}
 
 
-@pytest.mark.parametrize("name, cls", [("maskrcnn_resnet50_fpn", MaskRCNN),
-                                       ("fasterrcnn_resnet50_fpn", FasterRCNN)])
+@pytest.mark.parametrize("name, cls", [
+    ("maskrcnn_resnet50_fpn", MaskRCNN),
+    # the same box branch as Mask R-CNN's: slow, run by CI
+    pytest.param("fasterrcnn_resnet50_fpn", FasterRCNN, marks=pytest.mark.slow)])
 def test_same_detections_as_torchvision(name, cls):
     theirs_model = _torchvision_model(cls)
     ours_model = detector.from_torchvision(name, theirs_model.state_dict()).eval()

@@ -168,7 +168,9 @@ def tiny_program(tmp_path_factory):
 
 
 @pytest.mark.parametrize("fmt, operators", [("pt2", "align_avg+warp_max"),
-                                            ("onnx", "align_avg+warp_max"),
+                                            # every stage in onnxruntime: slow, run by CI
+                                            pytest.param("onnx", "align_avg+warp_max",
+                                                         marks=pytest.mark.slow),
                                             # the other operators' translations are
                                             # tested alone in test_ops_onnx.py (not slow)
                                             pytest.param("onnx", "pool+align_max_adaptive",

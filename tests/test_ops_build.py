@@ -14,6 +14,7 @@ import torch
 from ops import _build
 
 
+@pytest.mark.slow  # CI builds and loads them: benchmarks/gpu_check.sh --dry-run
 def test_cuda_sources_compile(tmp_path):
     if torch.version.cuda is None:
         pytest.skip("this torch build has no CUDA support")
