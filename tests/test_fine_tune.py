@@ -16,7 +16,7 @@ from detector.modeling.builders import fpn_rcnn
 from detector.weights.fine_tune import class_specific, init_from, matched_classes, read_source
 from detector.modeling.parts import freeze
 from detector.weights.torchvision_names import coco_class_names, torchvision_key
-from tests.conftest import SPEC
+from conftest import SPEC
 
 NAMES = ["__background__", "dog", "widget", "person"]  # COCO labels 18 and 1, one new
 
