@@ -187,13 +187,18 @@ ASYNC_MESSAGE = ("rois holds a non-finite value, a batch index that is not an in
                  "[0, 2), or a box too large for adaptive sampling")
 
 
+def _literal(row: list[float]) -> str:
+    """A box row as Python source, nan and inf included (their repr is no literal)."""
+    return ", ".join(f"float('{v}')" for v in row)
+
+
 @pytest.mark.parametrize("kind", BAD_BOXES)
 def test_cuda_async_check_stops_the_gpu_with_its_own_message(kind, tmp_path):
     """The device-side assertion fires, with its own message, after the
     kernels were loaded (not a traceback from a missing kernel)."""
     row, sampling = BAD_BOXES[kind]
     done = _child(tmp_path, f"x = torch.rand(2, 4, 16, 16, device='cuda')\n"
-                            f"r = torch.tensor([{row}], device='cuda')\n"
+                            f"r = torch.tensor([[{_literal(row)}]], device='cuda')\n"
                             f"ops.roi_align(x, r, 7, 1 / 16, {sampling})")
     _assert_stopped_by_the_check(done, ASYNC_MESSAGE)
 

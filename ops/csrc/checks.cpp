@@ -170,6 +170,12 @@ void check_box_values(
   if (rois.size(0) == 0) {
     return;
   }
+  // No image to take a box from: refused from the shapes alone, on every
+  // device (on a GPU the value check below would stop the process's CUDA
+  // context for what the shapes already tell).
+  TORCH_CHECK_VALUE(
+      batch_size > 0, op, ": rois holds ", rois.size(0),
+      " boxes but input holds no image (batch size 0), so no batch index is valid");
   // Box sizes (image pixels) above which adaptive sampling is refused.
   const double unlimited = std::numeric_limits<double>::infinity();
   const double max_width = sampling_ratio > 0 ? unlimited : max_box_size(pooled_w, spatial_scale);
