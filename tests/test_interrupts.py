@@ -64,7 +64,9 @@ def _weights_equal(a, b):
 def test_signal_during_validation_saves_and_resumes_exactly(tmp_path, capsys):
     train(_cfg(tmp_path, *COMMON, "test=false", run="straight"))
     handler = signal.getsignal(signal.SIGINT)
-    with pytest.raises(SystemExit) as stopped:
+    # the interrupted validation has no score for the best-checkpoint callback to rank
+    with pytest.raises(SystemExit) as stopped, \
+            pytest.warns(UserWarning, match="could not find the monitored key"):
         train(_cfg(tmp_path, *COMMON, "test=false", *_stopper("validation"), run="stopped"))
     assert stopped.value.code == 130
     assert signal.getsignal(signal.SIGINT) is handler
@@ -72,7 +74,10 @@ def test_signal_during_validation_saves_and_resumes_exactly(tmp_path, capsys):
     assert "Interrupted during validation after step 3" in out
     saved = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
     assert torch.load(saved, weights_only=True)["global_step"] == 3
-    train(_cfg(tmp_path, *COMMON, "test=false", f"ckpt_path={saved}", run="resumed"))
+    # Known gap: resumed inside a validation, the best-checkpoint callback first
+    # runs with no validation score logged (Lightning says so).
+    with pytest.warns(UserWarning, match="could not find the monitored key"):
+        train(_cfg(tmp_path, *COMMON, "test=false", f"ckpt_path={saved}", run="resumed"))
     _weights_equal(_final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed"))
 
 

@@ -86,13 +86,23 @@ def _make_voc(root):
     return root
 
 
+# The fixture's Segmentation list holds 2 of its Main list's 3 images: reading masks says so.
+SEGMENTATION_SHORTER = "instance masks exist for the Segmentation list"
+
+
+def _read(voc, **kwargs) -> VocInstances:
+    """VocInstances on the fixture, reading masks (the Segmentation list), with its warning."""
+    with pytest.warns(UserWarning, match=SEGMENTATION_SHORTER):
+        return VocInstances(voc, **kwargs)
+
+
 @pytest.fixture
 def voc(tmp_path):
     return _make_voc(tmp_path / "VOC2007")
 
 
 def test_boxes_labels_and_masks(voc):
-    dataset = VocInstances(voc)
+    dataset = _read(voc)
     assert dataset.has_masks and len(dataset) == 2
     assert dataset.image_ids == [0, 1] and dataset.file_names == ["000001", "000002"]
     assert dataset.class_names == ["__background__", *VOC_CLASSES]
@@ -115,7 +125,7 @@ def test_boxes_labels_and_masks(voc):
 
 
 def test_difficult_objects_are_crowd_in_the_ground_truth(voc):
-    coco = VocInstances(voc).coco
+    coco = _read(voc).coco
     info = coco.imgs[0]
     assert (info["file_name"], info["width"], info["height"]) == ("000001.jpg", 60, 40)
     anns = coco.imgToAnns[0]
@@ -128,14 +138,14 @@ def test_difficult_objects_are_crowd_in_the_ground_truth(voc):
 
 
 def test_grayscale_image_has_three_channels(voc):
-    image, target = VocInstances(voc)[1]
+    image, target = _read(voc)[1]
     assert image.shape == (3, 30, 50)
     assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
     assert target["boxes"].tolist() == [[0, 0, 50, 30]]  # 1..50 inclusive: the whole width
     assert target["labels"].tolist() == [7]  # car
     # an RGBA png (under the .jpg name: decoders go by content) loses its alpha
     Image.new("RGBA", (50, 30), (10, 20, 30, 128)).save(voc / "JPEGImages/000002.jpg", "PNG")
-    image, _ = VocInstances(voc)[1]
+    image, _ = _read(voc)[1]
     assert image.shape == (3, 30, 50) and image[:, 0, 0].mul(255).round().tolist() == [10, 20, 30]
 
 
@@ -205,13 +215,13 @@ def test_a_mask_model_on_a_folder_without_masks_is_told_the_fix(voc):
 
 def test_custom_class_names(voc):
     names = ["cat", "dog", "person", "car"]
-    dataset = VocInstances(voc, class_names=names)
+    dataset = _read(voc, class_names=names)
     assert dataset.class_names == ["__background__", *names]
     assert dataset[0][1]["labels"].tolist() == [2, 1]
 
 
 def test_seeded_transforms_move_boxes_and_masks_together(voc):
-    dataset = VocInstances(voc, transforms=v2.RandomHorizontalFlip(0.5))
+    dataset = _read(voc, transforms=v2.RandomHorizontalFlip(0.5))
     seen = set()
     for seed in range(6):
         _, target = dataset[0, seed]
@@ -252,7 +262,7 @@ def _rewrite(voc, name, objects):
 def test_bad_files_are_named(voc, change, error, message):
     change(voc)
     with pytest.raises(error, match=message):
-        VocInstances(voc)
+        _read(voc)
 
 
 def test_missing_lists_and_masks_are_named(voc):
@@ -269,7 +279,7 @@ def test_missing_lists_and_masks_are_named(voc):
 
 def test_image_size_must_match_the_xml(voc):
     Image.new("RGB", (61, 40)).save(voc / "JPEGImages/000001.jpg")
-    dataset = VocInstances(voc)
+    dataset = _read(voc)
     with pytest.raises(ValueError, match=r"000001.jpg is 40x61 \(h x w\) but "
                                          r".*Annotations/000001.xml says 40x60"):
         dataset[0]
@@ -289,7 +299,7 @@ def _perfect(coco, with_masks):
 
 
 def test_ground_truth_as_predictions_scores_one(voc):
-    coco = VocInstances(voc).coco
+    coco = _read(voc).coco
     metrics = evaluate(coco, _perfect(coco, True), ("bbox", "segm"))
     assert metrics["bbox"]["AP50"] == pytest.approx(1.0)
     assert metrics["segm"]["AP50"] == pytest.approx(1.0)
@@ -395,7 +405,8 @@ def test_train_py_runs_on_voc_folders(voc, tmp_path):
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
-    metrics = train(cfg)
+    with pytest.warns(UserWarning, match=SEGMENTATION_SHORTER):
+        metrics = train(cfg)
     assert set(metrics) == {"bbox", "segm"}
     assert 0.0 <= metrics["bbox"]["AP50_voc07"] <= 1.0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -412,7 +423,8 @@ def test_a_mask_model_on_boxes_only_data_is_refused(voc, tmp_path):
     trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
                          default_root_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"no instance masks .* \(model=faster_rcnn"):
+    with pytest.raises(ValueError, match=r"no instance masks .* \(model=faster_rcnn"), \
+            pytest.warns(UserWarning, match="dropped 1 degenerate boxes"):  # Main list's 000002
         trainer.fit(DetectionModule(SPEC), data)
 
 
@@ -422,6 +434,8 @@ def test_a_box_only_model_reads_the_main_list_outside_hydra(voc):
     from detector.training import VocDataModule
 
     data = VocDataModule(str(voc), {"split": "trainval"}, {"split": "trainval"})
-    assert len(data.dataset("train")) == 2  # a mask model: the Segmentation list
+    with pytest.warns(UserWarning, match=SEGMENTATION_SHORTER):
+        assert len(data.dataset("train")) == 2  # a mask model: the Segmentation list
     data.follow_model(masks=False)
-    assert len(data.dataset("train")) == 3 and not data.has_masks
+    with pytest.warns(UserWarning, match="dropped 1 degenerate boxes"):
+        assert len(data.dataset("train")) == 3 and not data.has_masks

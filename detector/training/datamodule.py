@@ -20,6 +20,8 @@ from .grouping import GroupedBatchSampler, orientation_groups
 from .repeat_factor import RepeatFactorSampler, repeat_factors
 from .sampling import EpochSampler
 
+# Lightning's warning on resuming inside an epoch (not true of DetectionDataModule)
+MID_EPOCH_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
 SAMPLERS = ("random", "repeat_factor")
 
 
@@ -227,6 +229,9 @@ class DetectionDataModule(pl.LightningDataModule):
         """Where training resumes, applied when training reads its split:
         evaluating a checkpoint (which restores this too) never reads it."""
         if state:
+            # Lightning warns of a mid-epoch resume when the loader itself keeps
+            # no state; this datamodule's sampler resumes it exactly instead.
+            warnings.filterwarnings("ignore", message=MID_EPOCH_WARNING)
             self._resume_at = (state["epoch"], state["batches"] * self.batch_size)
             if self._train_sampler is not None:
                 self._train_sampler.resume(*self._resume_at)

@@ -23,7 +23,7 @@ class TrainingDiverged(RuntimeError):
 
 def non_finite_terms(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """The loss terms that are NaN or infinite, with their values."""
-    return {name: float(value) for name, value in losses.items()
+    return {name: float(value.detach()) for name, value in losses.items()
             if not bool(torch.isfinite(value).all())}
 
 
