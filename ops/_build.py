@@ -132,6 +132,18 @@ def cxx_flags() -> list[str]:
     return ["/O2"] if sys.platform == "win32" else ["-O3"]
 
 
+def runtime_ldflags() -> list[str]:
+    """Links the shared C++ runtime (libstdc++.so), which torch's libraries use,
+    ahead of anything the compiler adds. A compiler set up to link it statically
+    (a g++ wrapper with -static-libstdc++, as one GPU image's $CXX is) otherwise
+    puts a second, never initialised copy of the runtime into the library, and
+    the first error message it formats (std::ostream << a number) crashes the
+    process with a segmentation fault."""
+    if not sys.platform.startswith("linux"):
+        return []
+    return ["-Wl,--push-state,-Bdynamic,-lstdc++,--pop-state"]
+
+
 def nvcc_flags() -> list[str]:
     return ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
 
@@ -168,7 +180,7 @@ def build_key(with_cuda: bool) -> str:
         digest.update(path.read_bytes() + b"\0")
     parts = [torch.__version__, str(torch.version.git_version), str(torch.version.cuda),
              sys.version.split()[0], platform.machine(), sys.platform,
-             os.environ.get("CXX", ""), " ".join(cxx_flags()),
+             os.environ.get("CXX", ""), " ".join(cxx_flags()), " ".join(runtime_ldflags()),
              " ".join(nvcc_flags()) if with_cuda else "", str(with_cuda)]
     if with_cuda:
         home = _cuda_toolkit.find_toolkit()
@@ -265,7 +277,7 @@ def _build(with_cuda: bool, target: Path) -> None:
                 extra_cflags=cxx_flags() + list(omp_cflags)
                 + (["-DROI_OPS_WITH_CUDA"] if with_cuda else []),
                 extra_cuda_cflags=nvcc_flags(),
-                extra_ldflags=list(omp_ldflags) + cuda.ldflags,
+                extra_ldflags=runtime_ldflags() + list(omp_ldflags) + cuda.ldflags,
                 extra_include_paths=cuda.include_paths,
                 with_cuda=with_cuda,
                 build_directory=str(build_dir),

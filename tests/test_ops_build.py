@@ -148,3 +148,38 @@ def test_two_processes_on_a_machine_with_no_build(tmp_path):
     assert sum("compiling the ROI operators" in err for _, err in done) == 1
     libraries = [p for p in cache.iterdir() if p.suffix in (".so", ".dylib", ".pyd")]
     assert len(libraries) == 1, sorted(p.name for p in cache.iterdir())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("g++") is None,
+                    reason="the runtime link flags are for gcc/clang on Linux")
+def test_the_shared_cxx_runtime_is_linked_when_the_compiler_links_it_statically(tmp_path):
+    """A compiler wrapped to add -static-libstdc++ (a GPU image's $CXX was) put a
+    private copy of the C++ runtime into the library, and formatting the first
+    error message crashed the process there. With runtime_ldflags() the library
+    needs libstdc++.so.6 and holds no copy of its streams."""
+    wrapper = tmp_path / "g++"
+    wrapper.write_text(f'#!/bin/sh\nexec {shutil.which("g++")} "$@" -static-libstdc++\n')
+    wrapper.chmod(0o755)
+    source = tmp_path / "lib.cpp"
+    source.write_text('#include <sstream>\n#include <string>\n'
+                      'std::string describe(long n) { std::ostringstream s; s << n; return s.str(); }\n')
+
+    def build(flags: list[str]) -> Path:
+        library = tmp_path / f"lib{len(flags)}.so"
+        # the flags after the objects, as the build's link line has them
+        subprocess.run([str(wrapper), "-shared", "-fPIC", str(source), *flags, "-o", str(library)],
+                       check=True, capture_output=True)
+        return library
+
+    def defines_streams(library: Path) -> bool:
+        nm = subprocess.run(["nm", "-C", "--defined-only", str(library)], capture_output=True,
+                            text=True, check=True).stdout
+        return "std::ostream::_M_insert<long>(long)" in nm  # the runtime's own, never inline
+
+    static, shared = build([]), build(_build.runtime_ldflags())
+    if shutil.which("nm") is None:
+        pytest.skip("no nm to read the libraries' symbols")
+    assert defines_streams(static), "the wrapper did not link the runtime statically here"
+    assert not defines_streams(shared)
+    dynamic = subprocess.run(["readelf", "-d", str(shared)], capture_output=True, text=True)
+    assert "libstdc++.so.6" in dynamic.stdout
