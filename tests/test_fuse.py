@@ -44,7 +44,7 @@ def _same_detections_apart_from_the_cut(ours: dict, theirs: dict, limit: int,
     clear = theirs["scores"] > cut
     assert clear.sum() >= 0.9 * limit, int(clear.sum())  # the band at the cut is narrow
     theirs = {k: v[clear] for k, v in theirs.items()}
-    pairs = match(ours, theirs, min_iou=0.99)
+    pairs = match(ours, theirs, min_iou=0.99, max_offset=tolerances.get("boxes", 0.0))
     assert len(pairs) == len(theirs["boxes"]), f"{len(theirs['boxes']) - len(pairs)} unmatched"
     o, t = (torch.tensor(i) for i in zip(*pairs))
     for key, atol in tolerances.items():
