@@ -150,8 +150,9 @@ def test_two_processes_on_a_machine_with_no_build(tmp_path):
     assert len(libraries) == 1, sorted(p.name for p in cache.iterdir())
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("g++") is None,
-                    reason="the runtime link flags are for gcc/clang on Linux")
+@pytest.mark.skipif(not sys.platform.startswith("linux")
+                    or not all(shutil.which(t) for t in ("g++", "nm", "readelf")),
+                    reason="the runtime link flags are for gcc on Linux (binutils to read them)")
 def test_the_shared_cxx_runtime_is_linked_when_the_compiler_links_it_statically(tmp_path):
     """A compiler wrapped to add -static-libstdc++ (a GPU image's $CXX was) put a
     private copy of the C++ runtime into the library, and formatting the first
@@ -177,9 +178,8 @@ def test_the_shared_cxx_runtime_is_linked_when_the_compiler_links_it_statically(
         return "std::ostream::_M_insert<long>(long)" in nm  # the runtime's own, never inline
 
     static, shared = build([]), build(_build.runtime_ldflags())
-    if shutil.which("nm") is None:
-        pytest.skip("no nm to read the libraries' symbols")
     assert defines_streams(static), "the wrapper did not link the runtime statically here"
     assert not defines_streams(shared)
-    dynamic = subprocess.run(["readelf", "-d", str(shared)], capture_output=True, text=True)
+    dynamic = subprocess.run(["readelf", "-d", str(shared)], capture_output=True, text=True,
+                             check=True)
     assert "libstdc++.so.6" in dynamic.stdout
