@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 DEST=.whl
-PACKAGES=(hydra-core omegaconf antlr4-python3-runtime pycocotools faster-coco-eval)
+PACKAGES=(hydra-core omegaconf antlr4-python3-runtime pycocotools faster-coco-eval
+  hydra-joblib-launcher joblib)  # the last two: hydra/launcher=local_parallel (gpu_studies.sh)
 rm -rf "$DEST"
 mkdir -p "$DEST"
 PLATFORMS=()
