@@ -66,9 +66,9 @@ for study in "${STUDIES[@]}"; do
         "hydra.launcher.n_jobs=$JOBS" "paths.log_dir=$LOG" "paths.data_dir=$DATA" "${EXTRA[@]}")
   echo "== $study: $PY -m detector.cli.train ${args[*]}"
   if [ $DRY -eq 1 ]; then
-    $PY -m detector.cli.train "experiment=$study" "trainer=$TRAINER" "paths.data_dir=$DATA" \
-      hydra/launcher=local_parallel "hydra.launcher.n_jobs=$JOBS" "${EXTRA[@]}" --cfg job \
-      > /dev/null || { echo "$study: the config does not compose"; FAILED=$((FAILED + 1)); }
+    # the sweep's own overrides, without -m: the first run's config, the launcher's included
+    $PY -m detector.cli.train "${args[@]:1}" --cfg job > /dev/null \
+      || { echo "$study: the config does not compose"; FAILED=$((FAILED + 1)); }
     continue
   fi
   archive="docs/ablation/$study/runs/$study"
