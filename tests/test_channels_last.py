@@ -8,18 +8,25 @@ import pytest
 import torch
 
 import detector
+from detector.modeling.transform import ImageTransform
 
 from detections import match_stronger_half
 
+# resized to a shorter side of 224 (not 1:1: the images below are 90-120 pixels high), and
+# C4's res5, which runs on every ROI, on fewer of them than torchvision's 512 and 1000
+C4_ROIS = {"roi_heads": {"batch_size_per_image": 128},
+           "rpn": {"post_nms_top_n": {"training": 300, "testing": 300}}}
 BUILDS = {
     "r18_fpn_frozen": lambda: detector.fpn_rcnn(4, depth=18, backbone_width=16, fpn_channels=32,
-                                                representation_size=64, mask_channels=32),
+                                                representation_size=64, mask_channels=32,
+                                                transform=ImageTransform(224, 320)),
     "r50_fpn_bn": lambda: detector.fpn_rcnn(4, depth=50, backbone_width=16, fpn_channels=32,
                                             representation_size=64, mask_channels=32, norm="bn",
-                                            head_norm=True),
-    "r18_c4": lambda: detector.c4_rcnn(4, depth=18, backbone_width=16),
+                                            head_norm=True, transform=ImageTransform(224, 320)),
+    "r18_c4": lambda: detector.c4_rcnn(4, depth=18, backbone_width=16,
+                                       transform=ImageTransform(224, 320), **C4_ROIS),
     "r18_c5": lambda: detector.c5_rcnn(4, depth=18, backbone_width=16, representation_size=64,
-                                       mask_channels=32),
+                                       mask_channels=32, transform=ImageTransform(224, 320)),
 }
 
 

@@ -43,7 +43,9 @@ def test_fit_and_validate_log_losses_and_coco_metrics(tmp_path):
     split = write_coco(tmp_path / "data", shapes_dataset(count=3))
     data = CocoDataModule(split, split, batch_size=2)
     torch.manual_seed(0)
-    model = detector.fpn_rcnn(3, depth=18, norm="bn", transform=ImageTransform(min_size=None))
+    model = detector.fpn_rcnn(3, depth=18, norm="bn", backbone_width=16, fpn_channels=32,
+                              representation_size=64, mask_channels=32,
+                              transform=ImageTransform(min_size=None))
     module = DetectionModule(model, lr=0.005, warmup_steps=2)
     trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, num_sanity_val_steps=0,
