@@ -15,14 +15,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-def pytest_collection_modifyitems(items):
-    """The tests of the `learned` model on one worker under `pytest -n N --dist loadgroup`
-    (CI's slow tests): it is trained once per worker that needs it (4 minutes)."""
-    for item in items:
-        if "learned" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("learned"))
-
-
 SPEC = {
     "_target_": "detector.modeling.builders.fpn_rcnn", "num_classes": None, "depth": 18,
     "backbone_width": 16, "norm": "bn", "trainable_stages": 5, "fpn_channels": 32,
