@@ -14,7 +14,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
-
 SPEC = {
     "_target_": "detector.modeling.builders.fpn_rcnn", "num_classes": None, "depth": 18,
     "backbone_width": 16, "norm": "bn", "trainable_stages": 5, "fpn_channels": 32,
