@@ -3,6 +3,7 @@ R50-FPN against torchvision's maskrcnn_resnet50_fpn, same weights, same
 settings, same inputs, side by side.
 
     python benchmarks/bench_detector.py [--device cpu|cuda] [--size 512] [--repeats 3]
+                                        [--images 2]
 
 Both models hold the same (seeded, random) weights with frozen BatchNorm, as
 when fine-tuning from ImageNet/COCO weights; images are resized to --size on
@@ -77,11 +78,12 @@ def inputs(device, images=2):
     return batch, targets
 
 
-def worker(variant: str, device: str, size: int, repeats: int, weights: str) -> dict:
+def worker(variant: str, device: str, size: int, repeats: int, weights: str,
+           images: int) -> dict:
     _, which, channels_last = VARIANTS[variant]
     device = torch.device(device)
     model = build(which, size, weights, channels_last).to(device)
-    images, targets = inputs(device)
+    images, targets = inputs(device, images)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
 
@@ -122,6 +124,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=2, help="images in the batch")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS)[1:],
                         default=["ours", "ours_cl"],
                         help="what is timed against torchvision's model (default: ours, ours_cl)")
@@ -129,7 +132,8 @@ def main():
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.device, args.size, args.repeats, args.weights)))
+        print(json.dumps(worker(args.worker, args.device, args.size, args.repeats, args.weights,
+                                args.images)))
         return
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,11 +142,12 @@ def main():
         for variant in ["torchvision", *args.variants]:
             out = subprocess.run(
                 [sys.executable, __file__, "--worker", variant, "--device", args.device,
-                 "--size", str(args.size), "--repeats", str(args.repeats), "--weights", weights],
+                 "--size", str(args.size), "--repeats", str(args.repeats), "--weights", weights,
+                 "--images", str(args.images)],
                 check=True, capture_output=True, text=True).stdout
             results[variant] = json.loads(out.strip().splitlines()[-1])
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
-          f"2 images 480x640 resized to {args.size}, median of {args.repeats}; ratios against "
+          f"{args.images} images 480x640 resized to {args.size}, median of {args.repeats}; ratios against "
           "torchvision's model (NCHW)")
     tv = results.pop("torchvision")
     print("| model | training step (s) | inference (s) | inference, BatchNorm folded (s) "

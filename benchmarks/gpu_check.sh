@@ -107,7 +107,7 @@ if [ $DRY -eq 1 ]; then
   step bench_deterministic 120 $PY benchmarks/bench_deterministic_backward.py --device cpu \
     --repeats 1 --smoke
   step bench_detector 300 $PY benchmarks/bench_detector.py --device cpu --size 64 \
-    --repeats 1 --variants ours_cl
+    --repeats 1 --variants ours_cl --images 1
 else
   # on 8 workers where pytest-xdist is there (the tests share the GPU)
   XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")

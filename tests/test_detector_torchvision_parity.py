@@ -46,7 +46,7 @@ def _without_subpixel_masks(detections: dict) -> dict:
 
 @pytest.mark.parametrize("name, cls", [
     ("maskrcnn_resnet50_fpn", MaskRCNN),
-    # the same box branch as Mask R-CNN's: slow, run by CI
+    # the same box branch as Mask R-CNN's: slow (pytest -m slow)
     pytest.param("fasterrcnn_resnet50_fpn", FasterRCNN, marks=pytest.mark.slow)])
 def test_same_detections_as_torchvision(name, cls):
     theirs_model = _torchvision_model(cls)

@@ -168,7 +168,7 @@ def tiny_program(tmp_path_factory):
 
 
 @pytest.mark.parametrize("fmt, operators", [("pt2", "align_avg+warp_max"),
-                                            # every stage in onnxruntime: slow, run by CI
+                                            # every stage in onnxruntime: slow (pytest -m slow)
                                             pytest.param("onnx", "align_avg+warp_max",
                                                          marks=pytest.mark.slow),
                                             # the other operators' translations are

@@ -134,13 +134,7 @@ def test_predict_on_real_photos_in_their_own_frame(learned, tmp_path):
     pytest.importorskip("skimage")
     sizes = _photos(tmp_path / "photos")
     out = tmp_path / "out"
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "rcnn-predict"), f"ckpt_path={learned}",
-         f"input={tmp_path / 'photos'}", f"output={out}", "device=cpu",
-         "score_threshold=0.0", f"hydra.run.dir={tmp_path / 'hydra'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    predictions = json.loads((out / "predictions.json").read_text())
+    predictions = run_predict(learned, tmp_path / "photos", out, "score_threshold=0.0")
     for name, (height, width) in sizes.items():
         picture = Image.open(out / f"{Path(name).stem}.png")
         assert picture.size == (width, height) and picture.mode == "RGB", name
@@ -179,10 +173,11 @@ def recall(predictions: list[dict], annotations: dict, same_class: bool, top: in
     return found / total
 
 
-def run_predict(ckpt: Path, images: Path, out: Path) -> list[dict]:
+def run_predict(ckpt: Path, images: Path, out: Path, *overrides: str) -> list[dict]:
+    """``rcnn-predict`` as a user types it, on the CPU; its predictions.json."""
     done = subprocess.run(
         [str(Path(sys.executable).parent / "rcnn-predict"), f"ckpt_path={ckpt}", f"input={images}",
-         f"output={out}", "batch_size=4", "device=cpu", f"hydra.run.dir={out / 'hydra'}"],
+         f"output={out}", "device=cpu", *overrides, f"hydra.run.dir={out / 'hydra'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "predictions.json").read_text())
@@ -190,7 +185,8 @@ def run_predict(ckpt: Path, images: Path, out: Path) -> list[dict]:
 
 def test_predict_finds_held_out_shapes(learned, held_out, tmp_path):
     annotations = json.loads(Path(held_out["annotations"]).read_text())
-    predictions = run_predict(learned, Path(held_out["images"]), tmp_path / "out")
+    predictions = run_predict(learned, Path(held_out["images"]), tmp_path / "out",
+                              "batch_size=4")
     located, classified = (recall(predictions, annotations, same_class=c) for c in (False, True))
     print(f"recall at IoU 0.5 after {LEARNED_STEPS} steps: {located:.3f} ({classified:.3f} "
           "with the class right)")
