@@ -65,6 +65,16 @@ def test_table_means_stds_and_paired_differences(study):
     assert "6 runs; wall time per run 1.0-1.0 min, 0.10 h in all." in text
 
 
+def test_runs_without_a_whole_wall_time_are_left_out_of_it(study):
+    # resumed from a checkpoint that did not count its time: results.json's is None
+    path = study / "roi_op=pool,seed=0" / "results.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "wall_time_s": None, "resumed_at_step": 3}))
+    text = markdown(group(find_runs([study])))
+    assert ("6 runs; wall time per run 1.0-1.0 min, 0.08 h in all; runs without a whole-run "
+            "wall time left out: 1.") in text
+
+
 def test_unpaired_difference_is_difference_of_means(tmp_path):
     write_run(tmp_path, "pool", 0, 0.2, 0.4)
     write_run(tmp_path, "pool", 1, 0.4, 0.4)

@@ -101,10 +101,15 @@ def test_interrupted_run_resumes_exactly(tmp_path, stop_step):
     stopped_at = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        train(_cfg(tmp_path, *common, f"ckpt_path={stopped_at}", run="resumed"))
+        # tested too, this time (common[:-1]: without test=false): its results.json
+        train(_cfg(tmp_path, *common[:-1], f"ckpt_path={stopped_at}", run="resumed"))
     # Lightning's "resuming ... before the epoch ended" is not said: the data resumes exactly
     assert not [w for w in caught if "before the epoch ended" in str(w.message)]
     straight, resumed = _final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed")
+    # the wall time counts on from the stopped process's (detector.training.clock)
+    results = json.loads((tmp_path / "resumed" / "results.json").read_text())
+    assert results["resumed_at_step"] == stop_step
+    assert 0 < saved["run_wall_time_s"] < resumed["run_wall_time_s"] <= results["wall_time_s"]
     assert resumed["global_step"] == straight["global_step"] == 6
     assert straight["state_dict"].keys() == resumed["state_dict"].keys()
     for name, value in straight["state_dict"].items():

@@ -19,6 +19,7 @@ from ..evaluation.detections import write_json
 from ..evaluation.outputs import report_text, write_outputs
 from ..data.categories import Categories
 from .divergence import TrainingDiverged
+from .clock import RunClock
 from .checkpoint_model import (
     baseline_model,
     check_resumed_model,
@@ -164,6 +165,13 @@ def _resolve_monitor(cfg: DictConfig, spec: dict, datamodule) -> None:
         cfg.monitor = monitored_metric(cfg.get("monitor"), spec, val_masks)
 
 
+def _wall_time(clock: RunClock | None, started: float) -> float | None:
+    """The run's wall time: a resumed run's summed over the processes that ran
+    it (None if its checkpoint was written without a count)."""
+    seconds = clock.seconds() if clock else time.perf_counter() - started
+    return None if seconds is None else round(seconds, 1)
+
+
 def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
@@ -197,8 +205,10 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
                              eval_backend=evaluation.get("backend", "faster_coco_eval"),
                              per_class_logging=bool(evaluation.get("per_class_logging", False)))
     _resolve_monitor(cfg, spec, datamodule)
+    clock = RunClock(started) if training else None
+    callbacks = _instantiate_all(cfg.get("callbacks")) + ([clock] if clock else [])
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
+        cfg.trainer, callbacks=callbacks,
         logger=_instantiate_all(cfg.get("logger")) or False)
     if training:
         module.resuming = ckpt_path is not None
@@ -218,7 +228,9 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
                 "model": module.hparams["model"],  # the specification tested
                 **({"model_changes": model_changes} if model_changes is not None else {}),
                 "overrides": overrides, "seed": cfg.seed, "threads": torch.get_num_threads(),
-                "wall_time_s": round(time.perf_counter() - started, 1)})
+                "wall_time_s": _wall_time(clock, started),
+                **({"resumed_at_step": clock.resumed_at_step}
+                   if clock and clock.resumed_at_step is not None else {})})
         if split != "test":
             print(f"Test metrics on the {split} split (the data has no test split" + (
                 "; the best checkpoint was chosen on this split too):" if training else "):"))

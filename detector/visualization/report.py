@@ -269,9 +269,12 @@ def markdown(variants: Sequence[Variant], baseline: str | None = "roi_op=pool") 
             lines += ["", extra]
     times = [r.wall_time_s for v in variants for r in v.runs if r.wall_time_s]
     if times:
-        lines += ["", f"{sum(len(v.runs) for v in variants)} runs; wall time per run "
+        count = sum(len(v.runs) for v in variants)
+        untimed = (f"; runs without a whole-run wall time left out: {count - len(times)}"
+                   if len(times) < count else "")
+        lines += ["", f"{count} runs; wall time per run "
                   f"{min(times) / 60:.1f}-{max(times) / 60:.1f} min, "
-                  f"{sum(times) / 3600:.2f} h in all."]
+                  f"{sum(times) / 3600:.2f} h in all{untimed}."]
     return "\n".join(lines)
 
 
