@@ -12,13 +12,12 @@ from pytorch_lightning.trainer.states import TrainerFn
 from detector.training.clock import KEY, RunClock
 
 
-def _trainer(fn, step=0):
-    return SimpleNamespace(state=SimpleNamespace(fn=fn), global_step=step)
+def _trainer(fn):
+    return SimpleNamespace(state=SimpleNamespace(fn=fn))
 
 
 def test_a_fresh_run_counts_from_its_start():
     clock = RunClock(time.perf_counter() - 5.0)
-    clock.on_train_start(_trainer(TrainerFn.FITTING), None)
     assert clock.resumed_at_step is None and 5.0 <= clock.seconds() < 60.0
     checkpoint = {}
     clock.on_save_checkpoint(_trainer(TrainerFn.FITTING), None, checkpoint)
@@ -26,22 +25,24 @@ def test_a_fresh_run_counts_from_its_start():
 
 
 def test_a_resumed_fit_counts_on_from_the_checkpoint():
+    # also when the checkpoint is past the last step (the test was interrupted): Lightning
+    # then skips the training, and its hooks, altogether
     clock = RunClock(time.perf_counter() - 5.0)
-    clock.on_load_checkpoint(_trainer(TrainerFn.FITTING), None, {KEY: 1000.0})
-    clock.on_train_start(_trainer(TrainerFn.FITTING, step=270), None)
+    clock.on_load_checkpoint(_trainer(TrainerFn.FITTING), None,
+                             {KEY: 1000.0, "global_step": 270})
     assert clock.resumed_at_step == 270 and 1005.0 <= clock.seconds() < 1060.0
 
 
 def test_testing_a_checkpoint_adds_nothing():
     clock = RunClock(time.perf_counter() - 5.0)
-    clock.on_load_checkpoint(_trainer(TrainerFn.TESTING), None, {KEY: 1000.0})
+    clock.on_load_checkpoint(_trainer(TrainerFn.TESTING), None,
+                             {KEY: 1000.0, "global_step": 270})
     assert clock.resumed_at_step is None and clock.seconds() < 60.0
 
 
 def test_a_checkpoint_without_a_count_leaves_the_time_unknown():
     clock = RunClock(time.perf_counter())
     clock.on_load_checkpoint(_trainer(TrainerFn.FITTING), None, {"global_step": 3})
-    clock.on_train_start(_trainer(TrainerFn.FITTING, step=3), None)
     assert clock.resumed_at_step == 3 and clock.seconds() is None
     checkpoint = {}
     clock.on_save_checkpoint(_trainer(TrainerFn.FITTING), None, checkpoint)

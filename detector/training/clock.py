@@ -25,7 +25,6 @@ class RunClock(pl.Callback):
         self.started = started
         self.before: float | None = 0.0
         self.resumed_at_step: int | None = None
-        self._resumed = False
 
     def seconds(self) -> float | None:
         if self.before is None:
@@ -36,11 +35,8 @@ class RunClock(pl.Callback):
         checkpoint[KEY] = self.seconds()
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        # only a resumed fit goes on counting; testing the best checkpoint does not
+        # only a resumed fit goes on counting; testing the best checkpoint does not. (Taken
+        # here, not when training starts: a run resumed after its last step trains no more.)
         if trainer.state.fn == TrainerFn.FITTING:
             self.before = checkpoint.get(KEY)
-            self._resumed = True
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._resumed:  # the loops are restored by now: the step the run goes on from
-            self.resumed_at_step = int(trainer.global_step)
+            self.resumed_at_step = int(checkpoint["global_step"])
