@@ -164,11 +164,37 @@ def test_config_group_composes(name):
         assert image.shape[-2:] == (cfg.model.transform.max_size,) * 2
 
 
-def test_default_is_the_flip():
+def _steps(*overrides) -> list[str]:
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose("train")
-    steps = hydra.utils.instantiate(cfg.data.augment).steps
-    assert [type(s).__name__ for s in steps] == ["RandomHorizontalFlip"]
+        cfg = compose("train", overrides=list(overrides))
+    return [type(s).__name__ for s in hydra.utils.instantiate(cfg.data.augment).steps]
+
+
+FLIP, CROP = ["RandomHorizontalFlip"], ["RandomHorizontalFlip", "WithInstances"]
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ([], FLIP),  # the synthetic shapes (the README's numbers) keep the flip
+    (["data=coins"], CROP), (["data=galaxies"], CROP),  # the real-image data choose crop,
+    (["data=coco"], CROP), (["data=voc"], CROP),  # the augmentation study's winner
+    (["data=coco", "augment=flip"], FLIP), (["data=coins", "augment=lsj"],
+                                            ["RandomHorizontalFlip", "LargeScaleJitter"]),
+    (["experiment=finetune"], CROP),  # a small dataset of the user's
+    # pinned: the studies as they were run, and the 1x recipe (flips only)
+    (["experiment=real_roi_ops_c4", "data=galaxies"], FLIP),
+    (["experiment=real_roi_ops_fpn"], FLIP), (["experiment=coco_r50_fpn_1x"], FLIP),
+    (["experiment=real_augment", "augment=photometric"], ["RandomHorizontalFlip", "ColorJitter"]),
+])
+def test_default_augmentation_follows_the_data(overrides, expected):
+    assert _steps(*overrides) == expected
+
+
+def test_a_users_data_config_on_coco_inherits_its_augmentation(tmp_path):
+    """docs/training.md's "Your own configs": a data file that extends coco."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mydata.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - coco\n")
+    assert _steps(f"hydra.searchpath=[file://{tmp_path}]", "data=mydata") == CROP
 
 
 @pytest.mark.slow  # about 50 s on 2 cores: three short runs
