@@ -91,3 +91,22 @@ def test_diverged_or_interrupted_ends_without_a_traceback(monkeypatch, capsys, r
         assert str(ended.value.code).startswith(code) and said in ended.value.code
     else:
         assert ended.value.code == code and said in capsys.readouterr().err
+
+
+def test_the_documented_crop_augmentation_parses(tmp_path, monkeypatch):
+    """docs/training.md's YAML for `crop` under rcnn-lightning gives the
+    transforms rcnn-train's real-image data groups compose."""
+    from detector.cli.lightning import CocoDataModule, DetectionModule, DetectorCLI
+    from detector.data.augment import Augment, WithInstances
+    from torchvision.transforms import v2
+
+    doc = (ROOT / "docs" / "training.md").read_text()
+    snippet = doc.split("give the transforms as classes:\n\n```yaml\n")[1].split("```")[0]
+    (tmp_path / "crop.yaml").write_text(snippet)
+    monkeypatch.chdir(tmp_path)
+    cli = DetectorCLI(DetectionModule, CocoDataModule, subclass_mode_data=True, run=False,
+                      args=["--config", str(SAMPLE), "--config", str(tmp_path / "crop.yaml")])
+    augment = cli.datamodule.augment
+    assert isinstance(augment, Augment)
+    assert [type(s) for s in augment.steps] == [v2.RandomHorizontalFlip, WithInstances]
+    assert isinstance(augment.steps[1].inner, v2.RandomIoUCrop)
