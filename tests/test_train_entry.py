@@ -85,6 +85,32 @@ def _final_state(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
 
 
+def test_resuming_with_another_augmentation_is_refused_evaluating_is_not(tmp_path):
+    """A checkpoint keeps its augmentation: resuming training with another (a
+    data group's default that changed since, say) is refused, naming both, and
+    leaves the checkpoint as it was; evaluating it (never augmented) is not."""
+    train(_cfg(tmp_path, "test=false"))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    with pytest.raises(ValueError, match=r"trained with the augmentation "
+                       r"Augment\(\[RandomHorizontalFlip\(p=0\.5\)\], min_size=1\.0\); this "
+                       r"run's is Augment\(\[RandomHorizontalFlip\(p=0\.5\)\, WithInstances"):
+        train(_cfg(tmp_path, "augment=crop", "trainer.max_epochs=2", f"ckpt_path={last}",
+                   run="resumed"))
+    assert last.read_bytes() == before
+    train(_cfg(tmp_path, "augment=crop", "train=false", f"ckpt_path={last}", run="eval"))
+    evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert evaluated["choices"]["augment"] == "crop" and "augment" not in evaluated
+
+
+def test_results_name_every_group_option_and_the_augmentation(tmp_path):
+    train(_cfg(tmp_path, "augment=photometric", "roi_op=pool"))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert {"data": "synthetic", "augment": "photometric", "roi_op": "pool",
+            "model": "mask_rcnn"}.items() <= results["choices"].items()
+    assert results["augment"].startswith("Augment([RandomHorizontalFlip(p=0.5), ColorJitter(")
+
+
 @pytest.mark.parametrize("stop_step", [4, 3])  # mid-epoch, and the end of the first epoch
 def test_interrupted_run_resumes_exactly(tmp_path, stop_step):
     common = ["data.num_train=6", "trainer.max_epochs=2", "test=false"]

@@ -18,6 +18,7 @@ never augments (the datamodules pass no transform to val and test).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -88,6 +89,20 @@ def flip_steps(flip_probability: float = 0.5) -> list[v2.Transform]:
     if not 0.0 <= float(flip_probability) <= 1.0:
         raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability!r}")
     return [v2.RandomHorizontalFlip(float(flip_probability))]
+
+
+def describe(transform) -> str:
+    """A training transform on one line, every step with its settings (what a
+    checkpoint keeps, to refuse resuming with another augmentation): the same
+    for the same pipeline in any process, built from a config or by preset()
+    (object addresses left out)."""
+    def one(step) -> str:
+        return re.sub(r" at 0x[0-9a-fA-F]+", "", " ".join(repr(step).split()))
+
+    if isinstance(transform, Augment):
+        steps = ", ".join(one(s) for s in transform.steps)
+        return f"Augment([{steps}], min_size={transform.min_size})"
+    return one(transform)
 
 
 def preset(name: str, flip_probability: float = 0.5, lsj_size: int = 512,

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
+from ..data.augment import describe
 from ..data.coco import CocoInstances, collate, detection_transforms
 from ..data.categories import Categories
 from ..data.instances import MaskCounts
@@ -218,16 +220,32 @@ class DetectionDataModule(pl.LightningDataModule):
         return self.test_dataloader()
 
     # resuming ---------------------------------------------------------------
+    @property
+    def augmentation(self) -> str:
+        """The training augmentation, every step with its settings, on one line."""
+        return describe(detection_transforms(True, self.flip_probability, self.augment))
+
     def state_dict(self) -> dict:
-        """Saved in checkpoints: the epoch and how many of its batches were trained."""
+        """Saved in checkpoints: the epoch, how many of its batches were trained,
+        and the augmentation they were trained with."""
         if self.trainer is None:
             return {}
         done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": self.trainer.current_epoch, "batches": done}
+        return {"epoch": self.trainer.current_epoch, "batches": done,
+                "augment": self.augmentation}
 
     def load_state_dict(self, state: dict) -> None:
         """Where training resumes, applied when training reads its split:
-        evaluating a checkpoint (which restores this too) never reads it."""
+        evaluating a checkpoint (which restores this too) never reads it.
+        Resuming training with another augmentation than the checkpoint's is
+        refused (a default that changed between the two, say): the run would
+        not be the one that was interrupted."""
+        fitting = self.trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if fitting and state.get("augment") not in (None, self.augmentation):
+            raise ValueError(
+                f"the checkpoint being resumed was trained with the augmentation "
+                f"{state['augment']}; this run's is {self.augmentation}: resume with the "
+                f"settings the run was started with (augment=..., data.flip_probability=...)")
         if state:
             # Lightning warns of a mid-epoch resume when the loader itself keeps
             # no state; this datamodule's sampler resumes it exactly instead.

@@ -172,6 +172,15 @@ def _wall_time(clock: RunClock | None, started: float) -> float | None:
     return None if seconds is None else round(seconds, 1)
 
 
+def _choices() -> dict:
+    """The option of every config group (data, augment, roi_op, ...), defaults
+    included, as Hydra composed them; {} outside Hydra."""
+    if not HydraConfig.initialized():
+        return {}
+    return {group: option for group, option in HydraConfig.get().runtime.choices.items()
+            if not group.startswith("hydra/")}
+
+
 def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
@@ -227,7 +236,9 @@ def _run(cfg: DictConfig, ckpt_path: str | None) -> dict:
                 "checkpoint": str(ckpt_path) if ckpt_path else None,
                 "model": module.hparams["model"],  # the specification tested
                 **({"model_changes": model_changes} if model_changes is not None else {}),
-                "overrides": overrides, "seed": cfg.seed, "threads": torch.get_num_threads(),
+                "overrides": overrides, "choices": _choices(), "seed": cfg.seed,
+                **({"augment": datamodule.augmentation} if training else {}),
+                "threads": torch.get_num_threads(),
                 "wall_time_s": _wall_time(clock, started),
                 **({"resumed_at_step": clock.resumed_at_step}
                    if clock and clock.resumed_at_step is not None else {})})
