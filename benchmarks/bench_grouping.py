@@ -2,15 +2,17 @@
 model's batch carries and the training step time, on a COCO-format dataset
 (the coins data by default: ``python -m detector.data.builders.coins data/coins``).
 
-    python benchmarks/bench_grouping.py [--root data/coins/coins-v1] [--epochs 20]
+    python benchmarks/bench_grouping.py [--root data/coins/coins-v1] [--epochs 20] [--augment crop]
 
-Padding is exact, from the annotation file's image sizes: each image resized
-as the model resizes it (shorter side --min-size, longer at most --max-size),
-the batch padded to the largest height and width rounded up to 32, over
---epochs epochs of the training order. Time is the sum of the training steps
-(forward, backward, AdamW) of the CPU default model
-(configs/backbone/resnet18_fpn_cpu.yaml) over one whole epoch of the batches
-the datamodule serves (the same images either way), after a warm-up step.
+Padding is exact, from the sizes of the images the training loader serves
+(after --augment: flip keeps the file's size, crop and lsj change it; the
+grouping goes by the file's): each image resized as the model resizes it
+(shorter side --min-size, longer at most --max-size), the batch padded to the
+largest height and width rounded up to 32, over --epochs epochs of the
+training order. Time is the sum of the training steps (forward, backward,
+AdamW) of the CPU default model (configs/backbone/resnet18_fpn_cpu.yaml) over
+one whole epoch of the batches the datamodule serves (the same images either
+way), after a warm-up step; --no-time measures the padding only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from detector.data.augment import PRESETS, preset
 from detector.modeling.builders import fpn_rcnn
 from detector.modeling.transform import ImageTransform
 from detector.training import CocoDataModule
@@ -33,19 +36,16 @@ def _split(root: Path, name: str) -> dict:
 
 def padding(data: CocoDataModule, transform: ImageTransform, epochs: int) -> float:
     """The fraction of the padded batches' pixels that are padding."""
-    dataset = data.dataset("train")
-    sizes = [(dataset.coco.imgs[i]["height"], dataset.coco.imgs[i]["width"])
-             for i in dataset.image_ids]
     loader = data.train_dataloader()
     d = transform.size_divisible
     real = padded = 0
     for epoch in range(epochs):
         batches = loader.batch_sampler  # the DataLoader's own, or GroupedBatchSampler
         getattr(batches, "sampler", loader.sampler).set_epoch(epoch)
-        for batch in batches:
+        for images, _ in loader:
             resized = []
-            for item in batch:
-                h, w = sizes[item[0]]
+            for image in images:
+                h, w = image.shape[-2:]
                 scale = transform.scale_for((h, w))
                 resized.append((int(h * scale), int(w * scale)))
             height = -(-max(h for h, _ in resized) // d) * d
@@ -89,19 +89,23 @@ def main() -> None:
     parser.add_argument("--min-size", type=int, default=224)
     parser.add_argument("--max-size", type=int, default=512)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--augment", default="flip", choices=PRESETS,
+                        help="the training augmentation (configs/augment/)")
+    parser.add_argument("--no-time", action="store_true", help="measure the padding only")
     args = parser.parse_args()
     transform = ImageTransform(args.min_size, args.max_size)
     print(f"{args.root}: batch {args.batch_size}, min_size {args.min_size}, max_size "
-          f"{args.max_size}, {torch.get_num_threads()} threads")
+          f"{args.max_size}, augment={args.augment}, {torch.get_num_threads()} threads")
     print("| batches | padding (share of the batch's pixels) | one epoch's steps, s |")
     print("|---|---|---|")
     for grouped in (False, True):
         data = CocoDataModule(_split(args.root, "train"), _split(args.root, "val"),
                               batch_size=args.batch_size, num_workers=0,
-                              group_by_aspect_ratio=grouped)
+                              group_by_aspect_ratio=grouped,
+                              augment=preset(args.augment, lsj_size=args.max_size))
         label = "grouped by orientation" if grouped else "mixed (default)"
-        print(f"| {label} | {padding(data, transform, args.epochs):.1%} | "
-              f"{epoch_time(data, args):.1f} |")
+        seconds = "-" if args.no_time else f"{epoch_time(data, args):.1f}"
+        print(f"| {label} | {padding(data, transform, args.epochs):.1%} | {seconds} |")
 
 
 if __name__ == "__main__":

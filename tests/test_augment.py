@@ -116,6 +116,22 @@ def test_an_image_left_without_instances_is_a_background_image():
     assert torch.equal(out_image, sample[0]) and out["boxes"].shape == (0, 4)
 
 
+@pytest.mark.parametrize("height, width", [(3, 40), (40, 3), (1, 1)])
+def test_crop_leaves_an_image_too_thin_to_crop_as_it_is(height, width):
+    """RandomIoUCrop alone divides by a crop side that rounds to 0 on an image
+    of 3 pixels or fewer; the crop preset leaves such an image uncropped."""
+    image = tv_tensors.Image(torch.rand(3, height, width))
+    boxes = tv_tensors.BoundingBoxes([[0, 0, width, height]], format="XYXY",
+                                     canvas_size=(height, width))
+    target = {"boxes": boxes, "labels": torch.tensor([1]),
+              "masks": tv_tensors.Mask(torch.ones(1, height, width, dtype=torch.uint8))}
+    crop = preset("crop", flip_probability=0.0)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out_image, out = crop(image, target)
+        assert torch.equal(out_image, image) and out["boxes"].tolist() == boxes.tolist()
+
+
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     return make_synthetic_coco(tmp_path_factory.mktemp("aug"), "train", 3, (64, 80))

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 PRESETS = ("flip", "photometric", "crop", "lsj")
 
@@ -43,7 +44,9 @@ def per_instance_fields(inputs) -> tuple[torch.Tensor, ...]:
 
 class WithInstances(v2.Transform):
     """Runs ``transform`` only on images that have an instance (RandomIoUCrop
-    chooses its crop by the boxes' IoU and cannot run without one)."""
+    chooses its crop by the boxes' IoU and cannot run without one) and whose
+    sides are long enough for its smallest crop to keep a pixel (RandomIoUCrop
+    divides by a crop side that rounds to 0 on an image of 3 pixels or fewer)."""
 
     def __init__(self, transform: v2.Transform):
         super().__init__()
@@ -52,6 +55,8 @@ class WithInstances(v2.Transform):
     def forward(self, *inputs):
         sample = inputs if len(inputs) > 1 else inputs[0]
         if len(sample[1]["boxes"]) == 0:
+            return sample
+        if min(F.get_size(sample[0])) * getattr(self.inner, "min_scale", 1.0) < 1:
             return sample
         return self.inner(sample)
 
