@@ -243,9 +243,9 @@ class DetectionDataModule(pl.LightningDataModule):
         fitting = self.trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
         if fitting and state.get("augment") not in (None, self.augmentation):
             raise ValueError(
-                f"the checkpoint being resumed was trained with the augmentation "
-                f"{state['augment']}; this run's is {self.augmentation}: resume with the "
-                f"settings the run was started with (augment=..., data.flip_probability=...)")
+                f"ckpt_path={self.trainer.ckpt_path} is resumed with another augmentation "
+                f"(in the checkpoint: {state['augment']}; now: {self.augmentation}): give the "
+                f"overrides the run was started with (augment=..., data.flip_probability=...)")
         if state:
             # Lightning warns of a mid-epoch resume when the loader itself keeps
             # no state; this datamodule's sampler resumes it exactly instead.
